@@ -9,6 +9,12 @@ import torch
 
 from echotorrent_core.config import AudioAdapterConfig
 from echotorrent_core.models.audio_adapter import AudioCrossAttention, AudioProjection
+from echotorrent_core.models.audio_windows import (
+    first_frame_window,
+    latent_frame_windows,
+    num_latent_frames,
+    num_video_frames_for_latents,
+)
 
 CFG = AudioAdapterConfig(audio_dim=6, encoder_layers=3, intermediate_dim=16, context_tokens=4, token_dim=8)
 
@@ -142,3 +148,66 @@ def test_cross_attention_rejects_bad_input() -> None:
         attn(torch.randn(1, 8, 12), torch.randn(1, 2, 4, 7))
     with pytest.raises(ValueError, match="x must be"):
         attn(torch.randn(1, 8, 11), torch.randn(1, 2, 4, 8))
+
+
+def _indexed_features(num_video_frames: int, layers: int = 2, channels: int = 3) -> torch.Tensor:
+    """Rows whose every value is their own video frame index: gathered values ARE the gathered indices."""
+    return torch.arange(num_video_frames, dtype=torch.float32)[:, None, None].expand(-1, layers, channels).clone()
+
+
+def _gathered_rows(windows: torch.Tensor) -> list[list[int]]:
+    assert torch.all(windows == windows[..., :1, :1])
+    return windows[..., 0, 0].long().tolist()
+
+
+def test_frame_count_helpers() -> None:
+    assert num_latent_frames(81, 4) == 21
+    assert num_latent_frames(1, 4) == 1
+    assert num_latent_frames(6, 4) == 3
+    assert num_video_frames_for_latents(21, 4) == 81
+    assert num_video_frames_for_latents(1, 4) == 1
+    with pytest.raises(ValueError, match="num_video_frames"):
+        num_latent_frames(0, 4)
+    with pytest.raises(ValueError, match="latent_frames"):
+        num_video_frames_for_latents(0, 4)
+
+
+def test_windows_hand_checked_indices_and_clamping() -> None:
+    features = _indexed_features(13)
+    assert _gathered_rows(first_frame_window(features, CFG)) == [[0, 0, 0, 1, 2]]
+    assert _gathered_rows(latent_frame_windows(features, range(1, 5), CFG)) == [
+        [0, 0, 1, 2, 3, 4, 5, 6],  # video frames 1..4
+        [3, 4, 5, 6, 7, 8, 9, 10],  # video frames 5..8
+        [7, 8, 9, 10, 11, 12, 12, 12],  # video frames 9..12, clamped at the last row
+        [11, 12, 12, 12, 12, 12, 12, 12],  # past the end of the audio: clamped
+    ]
+    assert _gathered_rows(first_frame_window(_indexed_features(1), CFG)) == [[0, 0, 0, 0, 0]]
+
+
+def _multitalk_style_windows(features: torch.Tensor, num_latents: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All windows at once: per-video-frame 5-row windows, then first[:3] + middle centres + last[2:] per group."""
+    video = torch.arange(num_video_frames_for_latents(num_latents, 4))
+    per_frame = features[(video[:, None] + torch.arange(-2, 3)[None, :]).clamp(0, features.shape[0] - 1)]
+    groups = per_frame[1:].unflatten(0, (num_latents - 1, 4))
+    rest = torch.cat([groups[:, 0, :3], groups[:, 1:-1, 2], groups[:, -1, 2:]], dim=1)
+    return per_frame[:1], rest
+
+
+def test_lazy_chunks_equal_full_gathering() -> None:
+    torch.manual_seed(3)
+    features = torch.randn(41, 2, 3)
+    first, rest = _multitalk_style_windows(features, 11)
+    assert torch.equal(first_frame_window(features, CFG), first)
+    chunks = [latent_frame_windows(features, range(s, min(s + 3, 11)), CFG) for s in range(1, 11, 3)]
+    assert torch.equal(torch.cat(chunks), rest)
+    assert torch.equal(latent_frame_windows(features, [7, 2], CFG), rest[[6, 1]])
+    assert latent_frame_windows(features, [], CFG).shape == (0, 8, 2, 3)
+
+
+def test_windows_reject_bad_input() -> None:
+    with pytest.raises(ValueError, match="features must be"):
+        first_frame_window(torch.zeros(4, 3), CFG)
+    with pytest.raises(ValueError, match="features must be"):
+        latent_frame_windows(torch.zeros(0, 2, 3), [1], CFG)
+    with pytest.raises(ValueError, match="first_frame_window"):
+        latent_frame_windows(_indexed_features(9), [0, 1], CFG)
