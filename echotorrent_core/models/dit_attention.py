@@ -1,0 +1,72 @@
+"""Self- and cross-attention layers of a Wan DiT block (native names `q, k, v, o, norm_q, norm_k`, i2v
+`k_img, v_img, norm_k_img`). q and k are RMS-normalised over the full width before being split into heads."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import attention
+from .rope import apply_rope
+
+
+class SelfAttention(nn.Module):
+    """Projections of the self-attention; the attention itself is supplied by the caller (mask or KV cache)."""
+
+    def __init__(self, dim: int, num_heads: int, eps: float) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = nn.RMSNorm(dim, eps=eps)
+        self.norm_k = nn.RMSNorm(dim, eps=eps)
+
+    def project(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x `[B, L, dim]`, RoPE `cos`/`sin` `[L, head_dim // 2]` -> q, k (rotated), v, each `[B, L, heads, head_dim]`."""
+        q = apply_rope(self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1)), cos, sin)
+        k = apply_rope(self.norm_k(self.k(x)).unflatten(-1, (self.num_heads, -1)), cos, sin)
+        v = self.v(x).unflatten(-1, (self.num_heads, -1))
+        return q, k, v
+
+
+class CrossAttention(nn.Module):
+    """Text cross-attention, plus the CLIP image branch (`k_img`, `v_img`, `norm_k_img`) when `image` is True."""
+
+    def __init__(self, dim: int, num_heads: int, eps: float, image: bool) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = nn.RMSNorm(dim, eps=eps)
+        self.norm_k = nn.RMSNorm(dim, eps=eps)
+        if image:
+            self.k_img = nn.Linear(dim, dim)
+            self.v_img = nn.Linear(dim, dim)
+            self.norm_k_img = nn.RMSNorm(dim, eps=eps)
+
+    @property
+    def has_image_branch(self) -> bool:
+        return hasattr(self, "k_img")
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
+        """x `[B, L, dim]`, text `[B, text_len, dim]`, image `[B, N_img, dim]` (i2v only) -> `[B, L, dim]`."""
+        heads = self.num_heads
+        q = self.norm_q(self.q(x)).unflatten(-1, (heads, -1))
+        k = self.norm_k(self.k(text)).unflatten(-1, (heads, -1))
+        out = attention(q, k, self.v(text).unflatten(-1, (heads, -1)))
+        if self.has_image_branch:
+            if image is None:
+                raise ValueError("this DiT has an image branch: the conditioning needs CLIP image tokens")
+            k_img = self.norm_k_img(self.k_img(image)).unflatten(-1, (heads, -1))
+            out = out + attention(q, k_img, self.v_img(image).unflatten(-1, (heads, -1)))
+        return self.o(out)
