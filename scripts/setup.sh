@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up a development environment: .venv with the package (editable, test extras, pinned torch stack from
+# constraints.txt) and a ComfyUI for the integration tests (scripts/setup_comfyui.py). Idempotent and fast when
+# nothing changed. PYTHON picks the interpreter for a new .venv (default python3); COMFYUI_PATH reuses a ComfyUI.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+STAMP="$VENV/.echotorrent-install-stamp"
+
+log() { echo "[setup] $*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV with ${PYTHON:-python3}"
+  "${PYTHON:-python3}" -m venv "$VENV"
+fi
+
+wanted="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$wanted" ]; then
+  log "package already installed in $VENV (pyproject.toml and constraints.txt unchanged)"
+else
+  log "installing the package with test extras into $VENV (torch stack pinned by constraints.txt)"
+  "$VENV/bin/python" -m pip install --progress-bar off --constraint "$ROOT/constraints.txt" --editable "$ROOT[test]"
+  echo "$wanted" > "$STAMP"
+fi
+
+"$VENV/bin/python" "$ROOT/scripts/setup_comfyui.py"
+log "done"
