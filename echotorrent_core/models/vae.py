@@ -1,0 +1,230 @@
+"""Wan2.1 causal 3D VAE with the native Wan parameter names, and a streaming decoder.
+
+Layout (native names, as in the public `wan/modules/vae.py` and ComfyUI's `wan_2.1_vae.safetensors`):
+`encoder.conv1`, `encoder.downsamples.N` (per level `num_res_blocks` residual blocks then a `Resample`, flat),
+`encoder.middle.{0,1,2}` (residual, attention, residual), `encoder.head.{0,2}` (norm, conv to `2 * z_dim`),
+`conv1` (1x1x1 on the posterior), `conv2` (1x1x1 on the latents), `decoder.conv1`, `decoder.middle.{0,1,2}`,
+`decoder.upsamples.N` (per level `num_res_blocks + 1` residual blocks then a `Resample`, flat), `decoder.head.{0,2}`.
+
+Video `[B, 3, T, H, W]` in [-1, 1] with `T = 1 + s * k` (s = temporal stride, 4) maps to latents
+`[B, z, 1 + k, H / 8, W / 8]`. Encoding runs the first frame, then groups of s frames; decoding runs one latent at
+a time (first latent -> 1 frame, then s frames each), all through a causal feature cache, as the public code does.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import VAEConfig
+from .vae_blocks import AttentionBlock, CausalConv3d, Resample, ResidualBlock, RMSNorm
+from .vae_cache import FeatureCache
+
+
+def _middle(dim: int) -> nn.Sequential:
+    return nn.Sequential(ResidualBlock(dim, dim), AttentionBlock(dim), ResidualBlock(dim, dim))
+
+
+def _head(dim: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(RMSNorm(dim), nn.SiLU(), CausalConv3d(dim, out_channels, 3, padding=1))
+
+
+def _run_middle(x: torch.Tensor, middle: nn.Sequential, cache: FeatureCache) -> torch.Tensor:
+    first, attention, second = middle
+    return second(attention(first(x, cache)), cache)
+
+
+def _run_head(x: torch.Tensor, head: nn.Sequential, cache: FeatureCache) -> torch.Tensor:
+    norm, act, conv = head
+    return conv(act(norm(x)), cache)
+
+
+class Encoder3d(nn.Module):
+    """Pixels `[B, 3, t, H, W]` -> posterior parameters `[B, 2 * z_dim, t', H / 8, W / 8]`, one step at a time."""
+
+    def __init__(self, cfg: VAEConfig) -> None:
+        super().__init__()
+        dims = [cfg.base_dim * m for m in (1, *cfg.dim_mult)]
+        self.conv1 = CausalConv3d(3, dims[0], 3, padding=1)
+        layers: list[nn.Module] = []
+        last_level = len(cfg.dim_mult) - 1
+        for level, (in_dim, out_dim) in enumerate(zip(dims[:-1], dims[1:])):
+            for block in range(cfg.num_res_blocks):
+                layers.append(ResidualBlock(in_dim if block == 0 else out_dim, out_dim))
+            if level != last_level:
+                layers.append(Resample(out_dim, "downsample3d" if cfg.temporal_downsample[level] else "downsample2d"))
+        self.downsamples = nn.Sequential(*layers)
+        self.middle = _middle(dims[-1])
+        self.head = _head(dims[-1], cfg.z_dim * 2)
+
+    def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
+        """One encoding step (the first frame, or the next `temporal_stride` frames)."""
+        cache.begin_step()
+        x = self.conv1(x, cache)
+        for layer in self.downsamples:
+            x = layer(x, cache)
+        return _run_head(_run_middle(x, self.middle, cache), self.head, cache)
+
+
+class Decoder3d(nn.Module):
+    """Latents `[B, z_dim, n, h, w]` -> pixels `[B, 3, frames, 8h, 8w]`, one step at a time."""
+
+    def __init__(self, cfg: VAEConfig) -> None:
+        super().__init__()
+        dims = [cfg.base_dim * m for m in (cfg.dim_mult[-1], *reversed(cfg.dim_mult))]
+        temporal_upsample = tuple(reversed(cfg.temporal_downsample))
+        self.conv1 = CausalConv3d(cfg.z_dim, dims[0], 3, padding=1)
+        self.middle = _middle(dims[0])
+        layers: list[nn.Module] = []
+        last_level = len(cfg.dim_mult) - 1
+        for level, (in_dim, out_dim) in enumerate(zip(dims[:-1], dims[1:])):
+            if level > 0:
+                in_dim //= 2  # the previous level's upsampler halves the channels
+            for block in range(cfg.num_res_blocks + 1):
+                layers.append(ResidualBlock(in_dim if block == 0 else out_dim, out_dim))
+            if level != last_level:
+                layers.append(Resample(out_dim, "upsample3d" if temporal_upsample[level] else "upsample2d"))
+        self.upsamples = nn.Sequential(*layers)
+        self.head = _head(dims[-1], 3)
+
+    def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
+        """One decoding step: one latent frame -> 1 frame on the cache's first step, `temporal_stride` after."""
+        cache.begin_step()
+        x = _run_middle(self.conv1(x, cache), self.middle, cache)
+        for layer in self.upsamples:
+            x = layer(x, cache)
+        return _run_head(x, self.head, cache)
+
+
+def _validate_config(cfg: VAEConfig) -> None:
+    levels = len(cfg.dim_mult)
+    if levels < 2 or len(cfg.temporal_downsample) != levels - 1:
+        raise ValueError(
+            f"expected at least 2 dim_mult levels and one temporal_downsample flag per level transition, got "
+            f"dim_mult={cfg.dim_mult}, temporal_downsample={cfg.temporal_downsample}"
+        )
+    if len(cfg.latents_mean) != cfg.z_dim or len(cfg.latents_std) != cfg.z_dim:
+        raise ValueError(
+            f"expected latents_mean and latents_std of length z_dim={cfg.z_dim}, got "
+            f"{len(cfg.latents_mean)} and {len(cfg.latents_std)}"
+        )
+    if cfg.base_dim <= 0 or cfg.z_dim <= 0 or cfg.num_res_blocks <= 0:
+        raise ValueError(f"expected positive base_dim, z_dim and num_res_blocks, got {cfg}")
+
+
+class WanVAE(nn.Module):
+    """Wan2.1 video VAE. Latents are normalised per channel as `(mu - latents_mean) / latents_std`."""
+
+    def __init__(self, cfg: VAEConfig) -> None:
+        super().__init__()
+        _validate_config(cfg)
+        self.cfg = cfg
+        self.encoder = Encoder3d(cfg)
+        self.conv1 = CausalConv3d(cfg.z_dim * 2, cfg.z_dim * 2, 1)
+        self.conv2 = CausalConv3d(cfg.z_dim, cfg.z_dim, 1)
+        self.decoder = Decoder3d(cfg)
+        stats_shape = (1, cfg.z_dim, 1, 1, 1)
+        self.register_buffer("latents_mean", torch.tensor(cfg.latents_mean).view(stats_shape), persistent=False)
+        self.register_buffer("latents_std", torch.tensor(cfg.latents_std).view(stats_shape), persistent=False)
+
+    def normalise(self, mu: torch.Tensor) -> torch.Tensor:
+        """Raw posterior mean -> normalised latents (same shape `[B, z, F, h, w]`)."""
+        return (mu - self.latents_mean.to(mu)) / self.latents_std.to(mu)
+
+    def denormalise(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents -> raw latents (same shape)."""
+        return latents * self.latents_std.to(latents) + self.latents_mean.to(latents)
+
+    def check_video(self, video: torch.Tensor) -> None:
+        """Raise ValueError unless `video` is `[B, 3, 1 + s * k, H, W]` with H, W divisible by the spatial stride."""
+        stride_t, stride_s = self.cfg.temporal_stride, self.cfg.spatial_stride
+        if video.ndim != 5 or video.shape[1] != 3 or not video.is_floating_point():
+            raise ValueError(f"expected a float video [B, 3, T, H, W], got {video.dtype} {tuple(video.shape)}")
+        frames, height, width = video.shape[2:]
+        if frames < 1 or (frames - 1) % stride_t != 0:
+            raise ValueError(f"expected T = 1 + {stride_t} * k frames, got T = {frames}")
+        if height == 0 or width == 0 or height % stride_s != 0 or width % stride_s != 0:
+            raise ValueError(f"expected H and W to be positive multiples of {stride_s}, got {height}x{width}")
+
+    def check_latents(self, latents: torch.Tensor) -> None:
+        """Raise ValueError unless `latents` is a float `[B, z_dim, n >= 1, h, w]` tensor."""
+        if latents.ndim != 5 or latents.shape[1] != self.cfg.z_dim or not latents.is_floating_point():
+            raise ValueError(
+                f"expected float latents [B, {self.cfg.z_dim}, n, h, w], got {latents.dtype} {tuple(latents.shape)}"
+            )
+        if min(latents.shape[2:]) < 1:
+            raise ValueError(f"expected at least one latent frame and a non-empty grid, got {tuple(latents.shape)}")
+
+    def encode_raw(self, video: torch.Tensor) -> torch.Tensor:
+        """Posterior mean without normalisation: `[B, 3, T, H, W]` in [-1, 1] -> `[B, z, 1 + (T-1)/4, H/8, W/8]`."""
+        self.check_video(video)
+        cache = FeatureCache()
+        steps = [video[:, :, :1], *video[:, :, 1:].split(self.cfg.temporal_stride, dim=2)]
+        posterior = self.conv1(torch.cat([self.encoder(step, cache) for step in steps], dim=2))
+        return posterior[:, : self.cfg.z_dim]
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (posterior mean, no sampling): `[B, 3, T, H, W]` -> `[B, z, 1 + (T-1)/4, H/8, W/8]`."""
+        return self.normalise(self.encode_raw(video))
+
+    def decode_steps(self, raw_latents: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
+        """Decode raw latents `[B, z, n, h, w]` latent by latent, continuing the stream held in `cache`.
+
+        Returns unclamped pixels `[B, 3, frames, 8h, 8w]`: `1 + 4 (n - 1)` frames when the cache is empty (a new
+        stream), else `4 n` (4 = `cfg.temporal_stride`).
+        """
+        x = self.conv2(raw_latents)
+        return torch.cat([self.decoder(x[:, :, i : i + 1], cache) for i in range(x.shape[2])], dim=2)
+
+    def decode_raw(self, raw_latents: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Raw (unnormalised) latents `[B, z, n, h, w]` -> video `[B, 3, 1 + 4 (n-1), 8h, 8w]`, clamped to [-1, 1]
+        unless `clamp` is False (e.g. to keep gradients when fine-tuning the decoder)."""
+        self.check_latents(raw_latents)
+        video = self.decode_steps(raw_latents, FeatureCache())
+        return video.clamp(-1.0, 1.0) if clamp else video
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents `[B, z, n, h, w]` -> video `[B, 3, 1 + 4 (n-1), 8h, 8w]` clamped to [-1, 1]."""
+        self.check_latents(latents)
+        return self.decode_raw(self.denormalise(latents))
+
+
+class StreamingDecoder:
+    """Decodes a latent stream chunk by chunk; the concatenated chunks equal `WanVAE.decode` of the whole stream.
+
+    The causal feature cache (the last <= 2 input frames of every causal decoder layer) is carried across calls,
+    so each chunk costs the same however many chunks came before. Run under `torch.no_grad()` /
+    `torch.inference_mode()` when streaming, or the cache links every chunk's autograd graph to the previous one.
+    """
+
+    def __init__(self, vae: WanVAE) -> None:
+        self.vae = vae
+        self.cache = FeatureCache()
+        self._grid: tuple[int, int, int] | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether a chunk has been decoded since construction or the last `reset`."""
+        return not self.cache.is_empty
+
+    def reset(self) -> None:
+        """Start a new stream: the next chunk's first latent gives one frame."""
+        self.cache.reset()
+        self._grid = None
+
+    def decode_chunk(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents `[B, z, n, h, w]` -> frames `[B, 3, frames, 8h, 8w]` in [-1, 1].
+
+        `frames` is `1 + 4 (n - 1)` for the first chunk of a stream and `4 n` afterwards. Batch size and latent
+        grid must stay the same within a stream.
+        """
+        self.vae.check_latents(latents)
+        grid = (latents.shape[0], latents.shape[3], latents.shape[4])
+        if self._grid is not None and grid != self._grid:
+            raise ValueError(
+                f"a stream keeps its batch size and latent grid (B, h, w) = {self._grid}, got {grid}; call reset() "
+                "to start a new stream"
+            )
+        video = self.vae.decode_steps(self.vae.denormalise(latents), self.cache)
+        self._grid = grid
+        return video.clamp(-1.0, 1.0)
