@@ -176,3 +176,23 @@ def test_bad_inputs_raise_clear_errors() -> None:
             model.prepare_conditioning(text=torch.randn(1, 9, CFG.text_dim))
     with pytest.raises(ValueError, match="chunk_frames must be >= 1"):
         BlockCausal(chunk_frames=0)
+
+
+def test_bfloat16_model_accepts_float32_inputs() -> None:
+    model = _model()
+    x, _, t, _ = _inputs(model, chunks=1)
+    text = torch.randn(1, 6, CFG.text_dim)
+    first = torch.randn(1, 1, AUDIO.window, AUDIO.encoder_layers, AUDIO.audio_dim)
+    rest = torch.randn(1, CHUNK, AUDIO.window_vf, AUDIO.encoder_layers, AUDIO.audio_dim)
+    with torch.no_grad():
+        expected = model(x, t, model.prepare_conditioning(text, None, first, rest), attention=BlockCausal(CHUNK, SINK))
+        model = model.to(torch.bfloat16)
+        cond = model.prepare_conditioning(text, None, first, rest)
+        assert cond.text.dtype == cond.audio.dtype == torch.bfloat16
+        full = model(x, t, cond, attention=BlockCausal(CHUNK, SINK))
+        cache = model.create_kv_cache(1, TOKENS_PER_FRAME, SINK, 3, torch.bfloat16, "cpu")
+        streamed, _ = _stream(model, x, None, t, cond, cache)
+    assert full.dtype == streamed.dtype == torch.bfloat16
+    scale = expected.abs().max()
+    assert (full.float() - expected).abs().max() < 0.05 * scale
+    assert (streamed.float() - full.float()).abs().max() < 0.05 * scale

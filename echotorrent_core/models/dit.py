@@ -62,21 +62,22 @@ class WanDiT(nn.Module):
         text `[B, L, text_dim]` with L <= text_len (None = an all-zero context, the same as an empty text);
         clip_fea `[B, N_img, image_dim]` (required exactly when the model has an image branch); audio_first
         `[B, 1, window, layers, audio_dim]` and / or audio_rest `[B, F', window_vf, layers, audio_dim]` (only for a
-        model with an audio adapter). Returns a `Conditioning` whose tensors are in the model's width.
+        model with an audio adapter). Inputs are cast to the model's dtype. Returns a `Conditioning` whose tensors
+        are in the model's width and dtype.
         """
         cfg = self.cfg
         given = [v for v in (text, clip_fea, audio_first, audio_rest) if v is not None]
         if not given:
             raise ValueError("prepare_conditioning needs at least one of text, clip_fea, audio_first, audio_rest")
         batch = given[0].shape[0]
-        param = self.text_embedding[0].weight
+        dtype = self.text_embedding[0].weight.dtype
         if text is None:
-            text = param.new_zeros(batch, cfg.text_len, cfg.text_dim)
+            text = self.text_embedding[0].weight.new_zeros(batch, cfg.text_len, cfg.text_dim)
         if text.ndim != 3 or text.shape[0] != batch or text.shape[2] != cfg.text_dim or text.shape[1] > cfg.text_len:
             raise ValueError(
                 f"text must be [B={batch}, L <= {cfg.text_len}, {cfg.text_dim}], got {tuple(text.shape)}"
             )
-        text = F.pad(text, (0, 0, 0, cfg.text_len - text.shape[1]))
+        text = F.pad(text.to(dtype), (0, 0, 0, cfg.text_len - text.shape[1]))
         image = None
         if cfg.image_dim is None and clip_fea is not None:
             raise ValueError("this DiT has no image branch (image_dim is None) but clip_fea was given")
@@ -84,12 +85,15 @@ class WanDiT(nn.Module):
             if clip_fea is None or clip_fea.ndim != 3 or clip_fea.shape[0] != batch or clip_fea.shape[2] != cfg.image_dim:
                 shape = None if clip_fea is None else tuple(clip_fea.shape)
                 raise ValueError(f"this i2v DiT needs clip_fea [B={batch}, 257, {cfg.image_dim}], got {shape}")
-            image = self.img_emb(clip_fea)
+            image = self.img_emb(clip_fea.to(dtype))
         audio = None
         if audio_first is not None or audio_rest is not None:
             if cfg.audio is None:
                 raise ValueError("this DiT has no audio adapter (cfg.audio is None) but audio windows were given")
-            audio = self.audio_proj(audio_first, audio_rest)
+            audio = self.audio_proj(
+                None if audio_first is None else audio_first.to(dtype),
+                None if audio_rest is None else audio_rest.to(dtype),
+            )
             if audio.shape[0] != batch:
                 raise ValueError(f"audio batch {audio.shape[0]} differs from the conditioning batch {batch}")
         return Conditioning(text=self.text_embedding(text), image=image, audio=audio)
@@ -133,7 +137,8 @@ class WanDiT(nn.Module):
         x `[B, C_x, F, H, W]` and y `[B, C_y, F, H, W]` or None with C_x + C_y = in_dim (i2v: 16 noisy latents +
         20 mask/condition channels); t `[B]` or `[B, F]` Wan timesteps; cond with audio covering the F frames.
         `attention` is `Bidirectional()` or `BlockCausal(...)` (mask over the sequence's own frames); RoPE frame
-        positions are `frame_offset + local index`. Returns `[B, out_dim, F, H, W]`.
+        positions are `frame_offset + local index`. Inputs are cast to the model's dtype. Returns
+        `[B, out_dim, F, H, W]` in the model's dtype.
         """
         tokens, grid = self._embed_video(x, y)
         frames, rows, cols = grid
@@ -166,7 +171,8 @@ class WanDiT(nn.Module):
         `create_kv_cache` with tokens_per_frame = (H / 2) * (W / 2); frame_start the absolute index of the chunk's
         first frame (RoPE positions keep counting past the window). A chunk inside the sink must be the whole
         sink: frame_start = 0 and n = sink_frames. With write_cache=True the chunk's keys (after norm and RoPE)
-        and values are stored after use, detached from autograd. Returns `[B, out_dim, n, H, W]`.
+        and values are stored after use, detached from autograd. Returns `[B, out_dim, n, H, W]` in the model's
+        dtype.
         """
         tokens, grid = self._embed_video(x, y)
         frames, rows, cols = grid
@@ -211,7 +217,7 @@ class WanDiT(nn.Module):
         if y is not None:
             if y.ndim != 5 or y.shape[0] != x.shape[0] or y.shape[2:] != x.shape[2:]:
                 raise ValueError(f"y must be [B, C_y, F, H, W] matching x {tuple(x.shape)}, got {tuple(y.shape)}")
-            x = torch.cat([x, y], dim=1)
+            x = torch.cat([x, y.to(x.dtype)], dim=1)
         if x.shape[1] != cfg.in_dim:
             raise ValueError(
                 f"x (+ y) has {x.shape[1]} channels, the DiT expects in_dim = {cfg.in_dim}"
@@ -219,7 +225,7 @@ class WanDiT(nn.Module):
             )
         if any(size % patch for size, patch in zip(x.shape[2:], cfg.patch_size)):
             raise ValueError(f"frames/height/width {tuple(x.shape[2:])} must be multiples of the patch {cfg.patch_size}")
-        tokens = self.patch_embedding(x)
+        tokens = self.patch_embedding(x.to(self.patch_embedding.weight.dtype))
         grid = tuple(tokens.shape[2:])
         return tokens.flatten(2).transpose(1, 2).contiguous(), grid
 
