@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
 
 from echotorrent_core.checkpoints.wav2vec_keys import (
     config_from_state_dict,
@@ -69,11 +69,24 @@ def test_hidden_states_match_transformers(stable: bool) -> None:
     assert (ours - expected).abs().max() < TOLERANCE
 
 
-def test_ctc_prefix_and_weight_g_v_variants_load_identically() -> None:
+def _pretraining_state(ctc: Wav2Vec2ForCTC) -> dict[str, torch.Tensor]:
+    """The same encoder inside a Wav2Vec2ForPreTraining (quantizer and projection heads around it)."""
+    pretraining = Wav2Vec2ForPreTraining(ctc.config)
+    pretraining.wav2vec2.load_state_dict(ctc.wav2vec2.state_dict())
+    return pretraining.state_dict()
+
+
+def test_prefixed_and_weight_g_v_variants_load_identically() -> None:
     torch.manual_seed(1)
     ctc = _hf_ctc(stable=False)
     plain = ctc.wav2vec2.state_dict()
-    variants = {"plain": plain, "ctc": ctc.state_dict(), "weight_g_v": _with_weight_g_v(ctc.state_dict())}
+    variants = {
+        "plain": plain,
+        "ctc": ctc.state_dict(),
+        "weight_g_v": _with_weight_g_v(ctc.state_dict()),
+        "pretraining": _pretraining_state(ctc),
+    }
+    assert any(k.startswith("quantizer.") for k in variants["pretraining"])
     assert any(k.startswith("lm_head.") for k in variants["ctc"]) and "masked_spec_embed" in plain
     assert "wav2vec2.encoder.pos_conv_embed.conv.weight_g" in variants["weight_g_v"]
     reference = huggingface_to_torchaudio(plain)

@@ -136,6 +136,7 @@ def config_from_state_dict(
         num_heads = embed_dim // STANDARD_HEAD_DIM
     if embed_dim % num_heads:
         raise ValueError(f"embed dim {embed_dim} is not divisible by num_heads={num_heads}")
+    ffn_weight = sd["encoder.transformer.layers.0.feed_forward.intermediate_dense.weight"]
     return Wav2VecConfig(
         extractor_mode=extractor_mode,
         extractor_conv_layer_config=conv_config,
@@ -145,7 +146,7 @@ def config_from_state_dict(
         encoder_pos_conv_groups=embed_dim // int(pos_weight.shape[1]),
         encoder_num_layers=len(layer_ids),
         encoder_num_heads=num_heads,
-        encoder_ff_interm_features=int(sd["encoder.transformer.layers.0.feed_forward.intermediate_dense.weight"].shape[0]),
+        encoder_ff_interm_features=int(ffn_weight.shape[0]),
         encoder_layer_norm_first=extractor_mode == "layer_norm" if layer_norm_first is None else layer_norm_first,
         sample_rate=sample_rate,
     )

@@ -77,8 +77,8 @@ class AudioEncoder(nn.Module):
         )
         strides = [stride for _, _, stride in cfg.extractor_conv_layer_config]
         kernels = [kernel for _, kernel, _ in cfg.extractor_conv_layer_config]
-        self.hop = math.prod(strides)
-        self.receptive_field = 1 + sum((k - 1) * math.prod(strides[:i]) for i, k in enumerate(kernels))
+        self.cnn_hop_samples = math.prod(strides)
+        self.cnn_receptive_field = 1 + sum((k - 1) * math.prod(strides[:i]) for i, k in enumerate(kernels))
 
     def _param(self) -> torch.Tensor:
         return next(self.parameters())
@@ -96,9 +96,9 @@ class AudioEncoder(nn.Module):
 
     def hidden_states(self, waveform: torch.Tensor) -> torch.Tensor:
         """Native-rate features: waveform `[B, samples]` -> `[B, layers, T_cnn, dim]` (HF `hidden_states[1:]`)."""
-        if waveform.ndim != 2 or waveform.shape[1] < self.receptive_field:
+        if waveform.ndim != 2 or waveform.shape[1] < self.cnn_receptive_field:
             raise ValueError(
-                f"waveform must be [B, samples >= {self.receptive_field}], got {tuple(waveform.shape)}"
+                f"waveform must be [B, samples >= {self.cnn_receptive_field}], got {tuple(waveform.shape)}"
             )
         param = self._param()
         features, _ = self.model.feature_extractor(waveform.to(param.device, param.dtype), None)
@@ -116,21 +116,27 @@ class AudioEncoder(nn.Module):
     ) -> torch.Tensor:
         """Per-video-frame features: mono waveform `[samples]` at `cfg.sample_rate` -> `[num_frames, layers, dim]`.
 
-        `num_frames` defaults to `round(duration * fps)`. `normalize` applies the Hugging Face per-utterance
-        zero-mean / unit-variance normalisation first (do_normalize). See the module docstring for segmenting.
+        `num_frames` defaults to `round(duration * fps)` (MultiTalk truncates; pass num_frames to match it).
+        `normalize` applies the Hugging Face per-utterance zero-mean / unit-variance normalisation first
+        (do_normalize). See the module docstring for segmenting. Runs without autograd.
         """
         if waveform.ndim != 1:
-            raise ValueError(f"waveform must be mono [samples] at {self.cfg.sample_rate} Hz, got {tuple(waveform.shape)}")
+            raise ValueError(
+                f"waveform must be mono [samples] at {self.cfg.sample_rate} Hz, got {tuple(waveform.shape)}"
+            )
         if not torch.isfinite(waveform).all():
             raise ValueError("waveform contains NaN or infinite samples")
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         if segment_seconds <= 0 or context_seconds < 0:
-            raise ValueError(f"need segment_seconds > 0 and context_seconds >= 0, got {segment_seconds}, {context_seconds}")
+            raise ValueError(
+                f"need segment_seconds > 0 and context_seconds >= 0, got {segment_seconds}, {context_seconds}"
+            )
         total_cnn = self.num_cnn_frames(waveform.shape[0])
         if total_cnn < 1:
             raise ValueError(
-                f"waveform has {waveform.shape[0]} samples; at least {self.receptive_field} are needed for one frame"
+                f"waveform has {waveform.shape[0]} samples; at least {self.cnn_receptive_field} are needed "
+                "for one frame"
             )
         if num_frames is None:
             num_frames = round(waveform.shape[0] / self.cfg.sample_rate * fps)
@@ -157,7 +163,8 @@ class AudioEncoder(nn.Module):
         left = positions.floor().long().clamp(max=total_cnn - 1)
         weight = (positions - left)[:, None]
         first, last = int(left[0]), min(total_cnn - 1, int(left[-1]) + 1)
-        samples = waveform[first * self.hop : last * self.hop + self.receptive_field]
+        hop = self.cnn_hop_samples
+        samples = waveform[first * hop : last * hop + self.cnn_receptive_field]
         param = self._param()
         features, _ = self.model.feature_extractor(samples[None].to(param.device, param.dtype), None)
         features = features[0, : last - first + 1].float()
