@@ -196,3 +196,20 @@ def test_bfloat16_model_accepts_float32_inputs() -> None:
     scale = expected.abs().max()
     assert (full.float() - expected).abs().max() < 0.05 * scale
     assert (streamed.float() - full.float()).abs().max() < 0.05 * scale
+
+
+def test_cache_reads_only_visible_frames_in_any_slot_order() -> None:
+    cache = _model().create_kv_cache(1, 2, sink_frames=1, window_frames=3, dtype=torch.float32, device="cpu")
+    frame_values = {}
+    for frame in range(6):  # frames 4 and 5 overwrite frames 1 and 2 in the ring
+        keys = torch.full((1, 2, CFG.num_heads, CFG.head_dim), float(frame))
+        frame_values[frame] = keys
+        cache.write(0, frame, keys, -keys)
+        cache.commit(frame, 1)
+    assert cache.slot_frames == [0, 4, 5, 3]
+    slots = cache.visible_slots(5)  # sink + frames [2, 5) that are still held: 3 and 4
+    assert slots == [0, 1, 3]
+    keys, values = cache.read(0, slots)
+    expected = torch.cat([frame_values[0], frame_values[4], frame_values[3]], dim=1)
+    assert torch.equal(keys, expected) and torch.equal(values, -expected)
+    assert cache.visible_slots(0) == []
