@@ -82,8 +82,8 @@ class WanDiT(nn.Module):
         if cfg.image_dim is None and clip_fea is not None:
             raise ValueError("this DiT has no image branch (image_dim is None) but clip_fea was given")
         if cfg.image_dim is not None:
-            if clip_fea is None or clip_fea.ndim != 3 or clip_fea.shape[0] != batch or clip_fea.shape[2] != cfg.image_dim:
-                shape = None if clip_fea is None else tuple(clip_fea.shape)
+            shape = None if clip_fea is None else tuple(clip_fea.shape)
+            if shape is None or len(shape) != 3 or shape[0] != batch or shape[2] != cfg.image_dim:
                 raise ValueError(f"this i2v DiT needs clip_fea [B={batch}, 257, {cfg.image_dim}], got {shape}")
             image = self.img_emb(clip_fea.to(dtype))
         audio = None
@@ -224,7 +224,9 @@ class WanDiT(nn.Module):
                 + (" (i2v: pass the 20 mask/condition channels as y)" if cfg.in_dim > cfg.out_dim else "")
             )
         if any(size % patch for size, patch in zip(x.shape[2:], cfg.patch_size)):
-            raise ValueError(f"frames/height/width {tuple(x.shape[2:])} must be multiples of the patch {cfg.patch_size}")
+            raise ValueError(
+                f"frames/height/width {tuple(x.shape[2:])} must be multiples of the patch {cfg.patch_size}"
+            )
         tokens = self.patch_embedding(x.to(self.patch_embedding.weight.dtype))
         grid = tuple(tokens.shape[2:])
         return tokens.flatten(2).transpose(1, 2).contiguous(), grid
@@ -266,7 +268,7 @@ class WanDiT(nn.Module):
                 f"conditioning text must be {expected_text} (from prepare_conditioning), got {tuple(cond.text.shape)}"
             )
         if self.cfg.has_image_branch and cond.image is None:
-            raise ValueError("this i2v DiT needs conditioning with CLIP image tokens (prepare_conditioning(clip_fea=...))")
+            raise ValueError("this i2v DiT needs CLIP image tokens: prepare_conditioning(clip_fea=...)")
         if cond.audio is not None:
             if self.cfg.audio is None:
                 raise ValueError("the conditioning carries audio tokens but this DiT has no audio adapter")

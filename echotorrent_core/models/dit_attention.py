@@ -28,7 +28,7 @@ class SelfAttention(nn.Module):
     def project(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x `[B, L, dim]`, RoPE `cos`/`sin` `[L, head_dim // 2]` -> q, k (rotated), v, each `[B, L, heads, head_dim]`."""
+        """x `[B, L, dim]`, RoPE `cos` / `sin` `[L, head_dim // 2]` -> q, k (rotated), v `[B, L, heads, head_dim]`."""
         q = apply_rope(self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1)), cos, sin)
         k = apply_rope(self.norm_k(self.k(x)).unflatten(-1, (self.num_heads, -1)), cos, sin)
         v = self.v(x).unflatten(-1, (self.num_heads, -1))
