@@ -225,3 +225,18 @@ def test_bad_state_dicts_raise() -> None:
         diffusers_to_native({**diffusers_sd, "decoder.up_blocks.0.avg_shortcut.weight": torch.zeros(1)})
     with pytest.raises(ValueError, match="unexpected key"):
         diffusers_to_native(native_sd)
+
+
+def test_bfloat16_keeps_dtype_and_stays_close_to_float32() -> None:
+    model = _tiny_vae(6)
+    torch.manual_seed(6)
+    video = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    with torch.no_grad():
+        latents = model.encode(video)
+        decoded = model.decode(latents)
+        model.to(torch.bfloat16)
+        latents_bf16 = model.encode(video.bfloat16())
+        decoded_bf16 = model.decode(latents_bf16)
+    assert latents_bf16.dtype == decoded_bf16.dtype == torch.bfloat16
+    assert (latents_bf16.float() - latents).abs().max() < 0.02
+    assert (decoded_bf16.float() - decoded).abs().max() < 0.1
