@@ -23,6 +23,7 @@ PARITY_CASES = [
     # (base_dim, z_dim, dim_mult, num_res_blocks, frames, height, width)
     (8, 16, (1, 2, 2, 2), 1, 9, 32, 32),
     (8, 4, (1, 2, 4, 4), 2, 5, 32, 48),
+    (8, 4, (1, 2, 4, 4), 1, 1, 16, 16),  # a single image
 ]
 
 

@@ -159,7 +159,8 @@ class WanVAE(nn.Module):
         """Posterior mean without normalisation: `[B, 3, T, H, W]` in [-1, 1] -> `[B, z, 1 + (T-1)/4, H/8, W/8]`."""
         self.check_video(video)
         cache = FeatureCache()
-        steps = [video[:, :, :1], *video[:, :, 1:].split(self.cfg.temporal_stride, dim=2)]
+        stride = self.cfg.temporal_stride
+        steps = [video[:, :, :1]] + [video[:, :, t : t + stride] for t in range(1, video.shape[2], stride)]
         posterior = self.conv1(torch.cat([self.encoder(step, cache) for step in steps], dim=2))
         return posterior[:, : self.cfg.z_dim]
 
