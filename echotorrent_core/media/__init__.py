@@ -1,6 +1,12 @@
 """Media I/O: reference images, speech audio, and incremental mp4 writing / reading."""
 
-from .audio import audio_duration_frames, load_audio, normalize_loudness, to_mono_resampled
+from .audio import (
+    audio_duration_frames,
+    load_audio,
+    load_audio_channels,
+    normalize_loudness,
+    to_mono_resampled,
+)
 from .errors import AudioTooShortError, MediaError
 from .image_decode import image_to_unit_rgb
 from .images import RESIZE_POLICIES, ResizePolicy, check_target_size, load_image
@@ -17,6 +23,7 @@ __all__ = [
     "check_target_size",
     "image_to_unit_rgb",
     "load_audio",
+    "load_audio_channels",
     "load_image",
     "normalize_loudness",
     "read_video_frames",

@@ -31,16 +31,25 @@ def load_audio(path: str | os.PathLike[str], target_rate: int, min_seconds: floa
     corrupt or non-audio file, audio with no samples or with NaN / infinite samples, and `AudioTooShortError`
     when `min_seconds` is given and the audio is shorter.
     """
-    resolved = require_media_file(path, "audio")
     _check_rate("target_rate", target_rate)
+    waveform, rate = load_audio_channels(path)
+    return _mix_and_resample(waveform, rate, target_rate, min_seconds, f"audio file {path}")
+
+
+def load_audio_channels(path: str | os.PathLike[str]) -> tuple[torch.Tensor, int]:
+    """Decode the first audio stream as it is: (`[C, S]` float32 at the file's rate, rate in Hz).
+
+    For muxing the original sound into the output video. Same errors as `load_audio`, except that emptiness and
+    NaN checks are left to the caller's `load_audio` / `to_mono_resampled`.
+    """
+    resolved = require_media_file(path, "audio")
     try:
         with av.open(str(resolved)) as container:
             if not container.streams.audio:
                 raise MediaError(f"file has no audio stream: {resolved}")
-            waveform, rate = decode_audio_stream(container, container.streams.audio[0])
+            return decode_audio_stream(container, container.streams.audio[0])
     except av.FFmpegError as error:
         raise MediaError(f"could not decode audio file {resolved}: corrupt or not audio ({error})") from error
-    return _mix_and_resample(waveform, rate, target_rate, min_seconds, f"audio file {resolved}")
 
 
 def to_mono_resampled(

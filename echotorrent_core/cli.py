@@ -1,0 +1,133 @@
+"""`echotorrent` command line: generate a streamed avatar video, create a random test bundle, run the benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from .guidance import GuidanceMode, GuidancePolicy
+from .streaming import StreamSettings
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_model"
+EXIT_INTERRUPTED = 130
+
+
+def _add_generate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("generate", help="portrait + speech -> lip-synced mp4, streamed chunk by chunk")
+    parser.add_argument("--image", required=True, help="reference portrait (png/jpg/webp, any size)")
+    parser.add_argument("--audio", required=True, help="speech audio (wav/flac/mp3/ogg, any rate and channels)")
+    parser.add_argument("--out", required=True, help="output .mp4 path")
+    parser.add_argument("--model", default=None, help=f"model bundle folder (default: {DEFAULT_BUNDLE})")
+    parser.add_argument("--dit", default=None, help="DiT checkpoint (overrides the bundle's)")
+    parser.add_argument("--vae", default=None, help="VAE checkpoint (overrides the bundle's)")
+    parser.add_argument("--audio-encoder", default=None, help="wav2vec2 checkpoint (overrides the bundle's)")
+    parser.add_argument("--text-embeds", default=None, help="safetensors with 'context' [L, 4096] (+ 'negative')")
+    parser.add_argument("--height", type=int, default=None, help="output height, multiple of 16 (default: bundle's)")
+    parser.add_argument("--width", type=int, default=None, help="output width, multiple of 16 (default: bundle's)")
+    parser.add_argument("--steps", type=int, default=4, help="denoising steps per chunk")
+    parser.add_argument("--shift", type=float, default=5.0, help="flow-matching timestep shift")
+    parser.add_argument("--solver", choices=("few_step", "euler"), default="few_step")
+    parser.add_argument("--guidance", choices=[m.value for m in GuidanceMode], default=GuidanceMode.SINGLE.value)
+    parser.add_argument("--text-scale", type=float, default=5.0, help="text CFG scale (text_audio_cfg)")
+    parser.add_argument("--audio-scale", type=float, default=4.0, help="audio CFG scale (audio_cfg, text_audio_cfg)")
+    parser.add_argument("--chunk-frames", type=int, default=3, help="latent frames per chunk (x4 video frames)")
+    parser.add_argument("--window-frames", type=int, default=6, help="latent frames kept in the rolling KV window")
+    parser.add_argument("--fps", type=float, default=25.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _add_init_model(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("init-model", help="write a randomly initialised model bundle (tests, benchmarks)")
+    parser.add_argument("--preset", default="tiny", help="config preset (tiny, wan2.1-1.3b, ...)")
+    parser.add_argument("--out", required=True, help="bundle folder to create")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _resolve_checkpoints(args: argparse.Namespace) -> tuple[tuple[Path, Path, Path], dict]:
+    """The three checkpoint paths and the bundle's generation defaults."""
+    from .pipeline import BUNDLE_FILES, bundle_defaults, bundle_paths
+
+    explicit = (args.dit, args.vae, args.audio_encoder)
+    if all(explicit):
+        return tuple(Path(p) for p in explicit), {}
+    folder = Path(args.model) if args.model else DEFAULT_BUNDLE
+    if not folder.is_dir():
+        raise SystemExit(
+            f"no model bundle at {folder}: the embedded default model is not shipped yet. Pass --model FOLDER "
+            f"(holding {', '.join(BUNDLE_FILES.values())}) or --dit/--vae/--audio-encoder; "
+            "`echotorrent init-model --out FOLDER` writes a random test bundle."
+        )
+    paths = bundle_paths(folder)
+    chosen = (Path(args.dit or paths["dit"]), Path(args.vae or paths["vae"]),
+              Path(args.audio_encoder or paths["audio_encoder"]))
+    return chosen, bundle_defaults(folder)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .pipeline import generate_to_file, load_bundle, load_text_embeddings
+
+    (dit_path, vae_path, audio_path), defaults = _resolve_checkpoints(args)
+    bundle = load_bundle(dit_path, vae_path, audio_path, device=args.device)
+    for report in bundle.reports:
+        print(f"loaded {report.describe()}", file=sys.stderr)
+    text, negative = load_text_embeddings(args.text_embeds) if args.text_embeds else (None, None)
+    settings = StreamSettings(chunk_frames=args.chunk_frames, window_frames=args.window_frames, steps=args.steps,
+                              shift=args.shift, solver=args.solver, fps=args.fps, seed=args.seed)
+    guidance = GuidancePolicy(mode=GuidanceMode(args.guidance), text_scale=args.text_scale,
+                              audio_scale=args.audio_scale)
+    height = args.height or defaults.get("height", 480)
+    width = args.width or defaults.get("width", 832)
+    bar = tqdm(unit="chunk", desc="streaming")
+
+    def on_chunk(chunk, total: int) -> None:
+        bar.total = total
+        bar.set_postfix(frames=chunk.first_frame + chunk.frames.shape[0], s_per_chunk=f"{chunk.seconds:.2f}")
+        bar.update(1)
+
+    try:
+        result = generate_to_file(bundle, args.image, args.audio, args.out, height, width, settings, guidance,
+                                  text, negative, on_chunk=on_chunk)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: {args.out} holds the chunks finished so far", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    bar.close()
+    print(f"wrote {result.path}: {result.frames} frames in {result.chunks} chunks, "
+          f"{result.passes_per_step:g} network passes per step")
+    return 0
+
+
+def _init_model(args: argparse.Namespace) -> int:
+    from .random_bundle import write_random_bundle
+
+    folder = write_random_bundle(args.out, args.preset, seed=args.seed)
+    print(f"wrote random '{args.preset}' bundle to {folder}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="echotorrent", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_generate(commands)
+    _add_init_model(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"generate": _generate, "init-model": _init_model}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The main job end to end: portrait file + speech file (+ text embeddings) -> streamed mp4 with the original audio.
+
+Used by the command line; the ComfyUI nodes call the same pieces (bundle loading, audio encoding, the sampler).
+A model bundle is a folder holding `dit.safetensors`, `vae.safetensors` and `audio_encoder.safetensors`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoints.loaders import LoadReport, load_audio_encoder, load_dit, load_vae
+from .checkpoints.safetensors_io import read_state_dict
+from .guidance import GuidancePolicy
+from .media import Mp4StreamWriter, audio_duration_frames, load_image, load_audio_channels, to_mono_resampled
+from .streaming import ChunkOutput, StreamingSampler, StreamSettings
+
+BUNDLE_FILES = {"dit": "dit.safetensors", "vae": "vae.safetensors", "audio_encoder": "audio_encoder.safetensors"}
+BUNDLE_SETTINGS_FILE = "bundle.json"  # optional: {"height": .., "width": .., "fps": ..} generation defaults
+
+
+@dataclass
+class ModelBundle:
+    """The three networks of a generation, loaded and ready, with how each file was read."""
+
+    dit: torch.nn.Module
+    vae: torch.nn.Module
+    audio_encoder: torch.nn.Module
+    reports: tuple[LoadReport, ...]
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """What `generate_to_file` made: the mp4 path, output frames, chunks and seconds per chunk."""
+
+    path: Path
+    frames: int
+    chunks: int
+    chunk_seconds: tuple[float, ...]
+    passes_per_step: float
+
+
+def bundle_paths(folder: str | Path) -> dict[str, Path]:
+    """The three checkpoint paths of a bundle folder; raises naming the missing files."""
+    folder = Path(folder)
+    paths = {name: folder / file for name, file in BUNDLE_FILES.items()}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"model bundle {folder} is incomplete: missing {', '.join(missing)}")
+    return paths
+
+
+def bundle_defaults(folder: str | Path) -> dict:
+    """Generation defaults stored beside a bundle's checkpoints (empty when the folder has none)."""
+    settings = Path(folder) / BUNDLE_SETTINGS_FILE
+    return json.loads(settings.read_text()) if settings.is_file() else {}
+
+
+def load_bundle(
+    dit_path: str | Path, vae_path: str | Path, audio_encoder_path: str | Path,
+    device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+) -> ModelBundle:
+    """Load the DiT and VAE in `dtype` (default: fp32 on CPU, bf16 on CUDA) and the audio encoder in fp32."""
+    device = torch.device(device)
+    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    dit, dit_report = load_dit(dit_path, dtype=dtype, device=device)
+    vae, vae_report = load_vae(vae_path, dtype=dtype, device=device)
+    encoder, encoder_report = load_audio_encoder(audio_encoder_path, dtype=torch.float32, device=device)
+    return ModelBundle(dit, vae, encoder, (dit_report, vae_report, encoder_report))
+
+
+def load_text_embeddings(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """umT5 text embeddings from a safetensors file: `context` `[L, D]` or `[1, L, D]` and optional `negative`."""
+    tensors, _ = read_state_dict(path)
+    if "context" not in tensors:
+        raise ValueError(f"{path} must hold a 'context' tensor [L, text_dim] (and optionally 'negative'); found {sorted(tensors)}")
+    as_batch = (lambda t: t if t.ndim == 3 else t[None])
+    negative = tensors.get("negative")
+    return as_batch(tensors["context"]), None if negative is None else as_batch(negative)
+
+
+def encode_audio_features(bundle: ModelBundle, waveform: torch.Tensor, fps: float) -> torch.Tensor:
+    """Mono waveform `[S]` at the encoder's rate -> features `[T_video, layers, dim]`, one row per video frame.
+
+    The frame count rounds down (`media.audio_duration_frames`): every frame has sound under it.
+    """
+    rate = bundle.audio_encoder.cfg.sample_rate
+    frames = audio_duration_frames(int(waveform.shape[-1]), rate, fps)
+    if frames < 1:
+        raise ValueError(f"the audio lasts {waveform.shape[-1] / rate:.3f} s, shorter than one video frame at {fps} fps")
+    device = next(bundle.audio_encoder.parameters()).device
+    with torch.no_grad():
+        return bundle.audio_encoder.encode(waveform.to(device), fps=fps, num_frames=frames)
+
+
+def generate_to_file(
+    bundle: ModelBundle,
+    image: str | Path,
+    audio: str | Path,
+    out_path: str | Path,
+    height: int,
+    width: int,
+    settings: StreamSettings = StreamSettings(),
+    guidance: GuidancePolicy | None = None,
+    text: torch.Tensor | None = None,
+    negative_text: torch.Tensor | None = None,
+    on_chunk: Callable[[ChunkOutput, int], None] | None = None,
+) -> GenerationResult:
+    """Stream a lip-synced video into `out_path` chunk by chunk; inputs are validated before the file is created.
+
+    `on_chunk(chunk, total_chunks)` is called after each chunk is written (progress bars). An exception or Ctrl-C
+    mid-stream leaves a playable mp4 of the chunks written so far.
+    """
+    reference = load_image(image, height, width)
+    original, original_rate = load_audio_channels(audio)
+    waveform = to_mono_resampled(original, original_rate, bundle.audio_encoder.cfg.sample_rate)
+    features = encode_audio_features(bundle, waveform, settings.fps)
+    sampler = StreamingSampler(bundle.dit, bundle.vae, settings, guidance)
+    total = sampler.num_chunks(len(features))
+    seconds: list[float] = []
+    passes = 0.0
+    frames = 0
+    with Mp4StreamWriter(out_path, fps=settings.fps, width=width, height=height,
+                         audio=original, audio_rate=original_rate) as writer:
+        for chunk in sampler.stream(reference, features, text=text, negative_text=negative_text):
+            writer.write(chunk.frames)
+            frames += chunk.frames.shape[0]
+            seconds.append(chunk.seconds)
+            passes = chunk.passes_per_step
+            if on_chunk is not None:
+                on_chunk(chunk, total)
+    return GenerationResult(Path(out_path), frames, len(seconds), tuple(seconds), passes)

@@ -1,0 +1,90 @@
+"""How a chunk sees the frames before it: through the KV cache, or by recomputing the whole prefix.
+
+Both strategies expose the same three calls, so the chunk loop is written once:
+`begin(reference_latent, cond)` stores the sink, `predict(x, t, cond, frame_start)` is one network pass over the
+chunk, `commit(x0, cond, frame_start)` makes a clean chunk part of the context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from ..models.attention import BlockCausal
+from ..models.conditioning import Conditioning
+from .settings import StreamSettings
+
+
+def _clean_timesteps(latents: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(latents.shape[0], latents.shape[2], device=latents.device)
+
+
+class CachedContext:
+    """Context held in the DiT's KV cache (sink + rolling window): constant cost and memory per chunk."""
+
+    def __init__(self, model: torch.nn.Module, settings: StreamSettings, latent_hw: tuple[int, int],
+                 stream_frames: int, dtype: torch.dtype, device: torch.device) -> None:
+        """`stream_frames`: latent frames the stream will generate; the window when `settings.window_frames` is None."""
+        patch = model.cfg.patch_size
+        tokens_per_frame = (latent_hw[0] // patch[1]) * (latent_hw[1] // patch[2])
+        window = settings.window_frames or max(stream_frames, 1)
+        self.model = model
+        self.cache = model.create_kv_cache(1, tokens_per_frame, settings.sink_frames, window, dtype, device)
+
+    def begin(self, reference_latent: torch.Tensor, cond: Conditioning) -> None:
+        """Reset the cache and write the reference latent `[1, C, 1, h, w]` as the sink."""
+        self.cache.reset()
+        self.commit(reference_latent, cond, 0)
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, frame_start: int) -> torch.Tensor:
+        """Velocity for the chunk `x` `[1, C, n, h, w]` at per-frame timesteps `t` `[1, n]`."""
+        return self.model.forward_chunk(x, t, cond, self.cache, frame_start, write_cache=False)
+
+    def commit(self, x0: torch.Tensor, cond: Conditioning, frame_start: int) -> None:
+        """One pass over the clean chunk at t = 0 that writes its keys / values into the cache."""
+        self.model.forward_chunk(x0, _clean_timesteps(x0), cond, self.cache, frame_start, write_cache=True)
+
+    @property
+    def allocated_bytes(self) -> int:
+        return self.cache.allocated_bytes
+
+
+class RecomputedContext:
+    """No cache: every pass reruns the block-causal DiT over all clean frames so far plus the chunk.
+
+    The baseline the cache is measured against (cost grows with the video). With `window_frames` None the result
+    equals `CachedContext`: the prefix frames get the same inputs, t = 0 and their own conditioning.
+    """
+
+    def __init__(self, model: torch.nn.Module, settings: StreamSettings) -> None:
+        self.model = model
+        self.mode = BlockCausal(settings.chunk_frames, settings.sink_frames, settings.window_frames)
+        self.latents: list[torch.Tensor] = []
+        self.audio: list[torch.Tensor] = []
+
+    def begin(self, reference_latent: torch.Tensor, cond: Conditioning) -> None:
+        self.latents, self.audio = [], []
+        self.commit(reference_latent, cond, 0)
+
+    def _with_prefix(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning):
+        prefix = torch.cat(self.latents, dim=2)
+        full_x = torch.cat([prefix, x.to(prefix.dtype)], dim=2)
+        full_t = torch.cat([_clean_timesteps(prefix), t.to(prefix.device, torch.float32)], dim=1)
+        audio = None if cond.audio is None else torch.cat(self.audio + [cond.audio], dim=1)
+        return full_x, full_t, replace(cond, audio=audio)
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, frame_start: int) -> torch.Tensor:
+        full_x, full_t, full_cond = self._with_prefix(x, t, cond)
+        out = self.model(full_x, full_t, full_cond, attention=self.mode)
+        return out[:, :, -x.shape[2]:]
+
+    def commit(self, x0: torch.Tensor, cond: Conditioning, frame_start: int) -> None:
+        self.latents.append(x0)
+        if cond.audio is not None:
+            self.audio.append(cond.audio)
+
+    @property
+    def allocated_bytes(self) -> int:
+        tensors = self.latents + self.audio
+        return sum(t.numel() * t.element_size() for t in tensors)

@@ -1,0 +1,211 @@
+"""The streaming chunk loop: reference portrait + audio features -> decoded video frames, chunk after chunk.
+
+Timeline. The portrait is VAE-encoded to one latent frame, written once into the KV cache as the attention sink
+(latent frame 0, t = 0) and decoded once to warm the streaming VAE cache (that frame is not output). Generated
+latent frame j >= 1 decodes to output video frames 4(j-1) .. 4(j-1)+3. Audio rows are aligned MultiTalk-style with
+video frame 0 being the portrait: the features get their first row repeated in front, so output frame v reads
+row v + 1. Each chunk of `chunk_frames` latent frames is denoised in `steps` passes (times the guidance passes),
+committed to the context with one clean pass, decoded, trimmed to the audio length and yielded.
+Cost and memory per chunk are constant with `CachedContext` and a finite window.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ..guidance import GuidancePolicy
+from ..models.audio_windows import first_frame_window, latent_frame_windows
+from ..models.vae import StreamingDecoder
+from .context import CachedContext, RecomputedContext
+from .denoise import ChunkDenoiser, NullConditions
+from .settings import StreamSettings
+
+
+@dataclass(frozen=True)
+class ChunkOutput:
+    """One streamed chunk: frames `[T, H, W, 3]` float in [0, 1] on the CPU, its latents `[1, C, n, h, w]`,
+    the index of its first output frame, the network passes it took and its wall time."""
+
+    index: int
+    first_frame: int
+    frames: torch.Tensor
+    latents: torch.Tensor
+    passes: int
+    passes_per_step: float
+    seconds: float
+
+
+@dataclass
+class _StreamState:
+    """Everything one stream carries from chunk to chunk."""
+
+    latent_shape: torch.Size
+    padded_audio: torch.Tensor | None
+    conditions: NullConditions
+    context: CachedContext | RecomputedContext
+    decoder: StreamingDecoder
+    denoiser: ChunkDenoiser
+
+
+class StreamingSampler:
+    """Owns the stream state (context, decoder cache, noise generator); the models stay stateless."""
+
+    def __init__(
+        self,
+        dit: torch.nn.Module,
+        vae: torch.nn.Module,
+        settings: StreamSettings = StreamSettings(),
+        guidance: GuidancePolicy | None = None,
+        use_cache: bool = True,
+    ) -> None:
+        self.dit = dit
+        self.vae = vae
+        self.settings = settings
+        self.guidance = guidance or GuidancePolicy()
+        self.use_cache = use_cache
+        self.temporal_stride = vae.cfg.temporal_stride
+        self.spatial_stride = vae.cfg.spatial_stride
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.dit.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.dit.parameters()).device
+
+    def num_chunks(self, num_frames: int) -> int:
+        """Chunks needed to cover `num_frames` output video frames."""
+        latent_frames = math.ceil(num_frames / self.temporal_stride)
+        return math.ceil(latent_frames / self.settings.chunk_frames)
+
+    def stream(
+        self,
+        reference: torch.Tensor,
+        audio_features: torch.Tensor | None,
+        text: torch.Tensor | None = None,
+        negative_text: torch.Tensor | None = None,
+        num_frames: int | None = None,
+        check_interrupt: Callable[[], None] | None = None,
+    ) -> Iterator[ChunkOutput]:
+        """Yield the video chunk by chunk.
+
+        reference `[3, H, W]` in [-1, 1] (H, W multiples of 16); audio_features `[T_video, layers, dim]` one row per
+        output frame (None only for a model without audio layers, then `num_frames` is required); text
+        `[1, L, text_dim]` (None = empty text); negative_text the null text for text CFG (None = zeros);
+        num_frames output frames (default: the audio's). `check_interrupt` is called before every network pass
+        and may raise to stop the stream.
+        """
+        num_frames = self._resolve_frames(audio_features, num_frames)
+        state = self._start(reference, audio_features, text, negative_text, num_frames, check_interrupt)
+        for index in range(self.num_chunks(num_frames)):
+            yield self._next_chunk(state, index, num_frames)
+
+    @torch.no_grad()
+    def _start(self, reference: torch.Tensor, audio_features: torch.Tensor | None, text: torch.Tensor | None,
+               negative_text: torch.Tensor | None, num_frames: int,
+               check_interrupt: Callable[[], None] | None) -> _StreamState:
+        """Encode the portrait, write it as the sink and warm the streaming decoder."""
+        latent_ref = self._encode_reference(reference)
+        padded = None if audio_features is None else torch.cat([audio_features[:1], audio_features]).to(self.device)
+        conditions = self._conditions(text, negative_text, padded)
+        stream_frames = self.num_chunks(num_frames) * self.settings.chunk_frames
+        context = self._make_context(latent_ref.shape[-2:], stream_frames)
+        decoder = StreamingDecoder(self.vae)
+        generator = torch.Generator().manual_seed(self.settings.seed)
+        denoiser = ChunkDenoiser(context, self.guidance, self.settings, conditions, generator, check_interrupt)
+        context.begin(latent_ref, conditions.for_frames(self._sink_audio(padded)))
+        decoder.decode_chunk(latent_ref.to(self._vae_dtype))
+        return _StreamState(latent_ref.shape, padded, conditions, context, decoder, denoiser)
+
+    @torch.no_grad()
+    def _next_chunk(self, state: _StreamState, index: int, num_frames: int) -> ChunkOutput:
+        """Denoise, commit and decode chunk `index`; frames past `num_frames` are dropped."""
+        started = time.perf_counter()
+        n = self.settings.chunk_frames
+        frame_start = self.settings.sink_frames + index * n
+        audio = self._chunk_audio(state.padded_audio, range(frame_start, frame_start + n))
+        x0, passes = state.denoiser.denoise(state.latent_shape, frame_start, audio)
+        state.context.commit(x0, state.conditions.for_frames(audio), frame_start)
+        video = state.decoder.decode_chunk(x0.to(self._vae_dtype))
+        first = index * n * self.temporal_stride
+        keep = min(video.shape[2], num_frames - first)
+        frames = ((video[0, :, :keep].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu()
+        return ChunkOutput(index, first, frames, x0.cpu(), passes, passes / self.settings.steps,
+                           time.perf_counter() - started)
+
+    @property
+    def _vae_dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    def _resolve_frames(self, audio_features: torch.Tensor | None, num_frames: int | None) -> int:
+        if audio_features is None:
+            if self.dit.cfg.audio is not None:
+                raise ValueError("this model is audio-driven: audio_features [T_video, layers, dim] are required")
+            if num_frames is None:
+                raise ValueError("without audio, num_frames must be given")
+        else:
+            audio_cfg = self.dit.cfg.audio
+            if audio_cfg is None:
+                raise ValueError("this model has no audio layers; pass audio_features=None")
+            expected = (audio_cfg.encoder_layers, audio_cfg.audio_dim)
+            if audio_features.ndim != 3 or tuple(audio_features.shape[1:]) != expected or len(audio_features) == 0:
+                raise ValueError(
+                    f"audio_features must be [T_video >= 1, {expected[0]}, {expected[1]}] (one row per video frame), "
+                    f"got {tuple(audio_features.shape)}"
+                )
+            if not torch.isfinite(audio_features).all():
+                raise ValueError("audio_features contain NaN or infinite values")
+            num_frames = len(audio_features) if num_frames is None else num_frames
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        return num_frames
+
+    def _encode_reference(self, reference: torch.Tensor) -> torch.Tensor:
+        """`[3, H, W]` in [-1, 1] -> normalised latent `[1, C, 1, H/8, W/8]` in the DiT's dtype."""
+        multiple = self.spatial_stride * self.dit.cfg.patch_size[1]
+        if reference.ndim != 3 or reference.shape[0] != 3:
+            raise ValueError(f"reference must be an RGB image [3, H, W] in [-1, 1], got {tuple(reference.shape)}")
+        if reference.shape[1] % multiple or reference.shape[2] % multiple:
+            raise ValueError(f"reference height and width must be multiples of {multiple}, got {tuple(reference.shape[1:])}")
+        if not torch.isfinite(reference).all():
+            raise ValueError("reference image contains NaN or infinite values")
+        pixels = reference.to(self.device, self._vae_dtype)[None, :, None]
+        with torch.no_grad():
+            return self.vae.encode(pixels).to(self.dtype)
+
+    def _conditions(self, text: torch.Tensor | None, negative_text: torch.Tensor | None,
+                    padded: torch.Tensor | None) -> NullConditions:
+        to_model = (lambda v: None if v is None else v.to(self.device, self.dtype))
+        with torch.no_grad():
+            positive = self.dit.prepare_conditioning(text=self._text_or_zeros(to_model(text)))
+            negative = self.dit.prepare_conditioning(text=self._text_or_zeros(to_model(negative_text)))
+        return NullConditions(self.dit, positive, negative)
+
+    def _text_or_zeros(self, text: torch.Tensor | None) -> torch.Tensor:
+        cfg = self.dit.cfg
+        if text is None:
+            return torch.zeros(1, cfg.text_len, cfg.text_dim, device=self.device, dtype=self.dtype)
+        if text.ndim == 2:
+            text = text[None]
+        return text
+
+    def _sink_audio(self, padded: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if padded is None:
+            return None, None
+        return first_frame_window(padded, self.dit.cfg.audio)[None].to(self.dtype), None
+
+    def _chunk_audio(self, padded: torch.Tensor | None, frames: range) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if padded is None:
+            return None, None
+        return None, latent_frame_windows(padded, frames, self.dit.cfg.audio)[None].to(self.dtype)
+
+    def _make_context(self, latent_hw: tuple[int, int], stream_frames: int) -> CachedContext | RecomputedContext:
+        if self.use_cache:
+            return CachedContext(self.dit, self.settings, tuple(latent_hw), stream_frames, self.dtype, self.device)
+        return RecomputedContext(self.dit, self.settings)

@@ -1,0 +1,42 @@
+"""Settings of one streamed generation: chunking, cache window, schedule, seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """How the chunk loop runs.
+
+    chunk_frames: latent frames generated per chunk (3 latent frames = 12 video frames with the Wan VAE).
+    window_frames: latent frames of earlier chunks kept in the rolling KV window (None = unlimited, cost grows).
+    sink_frames: latent frames of the reference kept forever as the attention sink (the encoded portrait: 1).
+    steps / shift: the denoising schedule; `solver` "few_step" re-noises the predicted x0 between steps
+      (distilled students, Self-Forcing style), "euler" integrates the flow ODE (teachers, many steps).
+    fps: video frame rate the audio features were computed at.
+    seed: seeds all noise of the stream (same seed, same inputs -> same video).
+    """
+
+    chunk_frames: int = 3
+    window_frames: int | None = 6
+    sink_frames: int = 1
+    steps: int = 4
+    shift: float = 5.0
+    solver: str = "few_step"
+    fps: float = 25.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be >= 1, got {self.chunk_frames}")
+        if self.window_frames is not None and self.window_frames < 1:
+            raise ValueError(f"window_frames must be >= 1 or None, got {self.window_frames}")
+        if self.sink_frames != 1:
+            raise ValueError(f"the reference portrait is one latent frame: sink_frames must be 1, got {self.sink_frames}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.solver not in ("few_step", "euler"):
+            raise ValueError(f"solver must be 'few_step' or 'euler', got {self.solver!r}")
+        if self.fps <= 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")

@@ -1,0 +1,117 @@
+"""The windowed bidirectional baseline: how current ComfyUI avatar workflows (InfiniteTalk) make long videos.
+
+Defaults follow InfiniteTalk: windows of 81 video frames (21 latent frames), the last 9 video frames (3 latent
+frames) of a window become the clean "motion frames" that open the next one, 40 Euler steps of the many-step
+schedule, 3-pass text + audio CFG, bidirectional attention over the whole window, and a full (non-streaming) VAE
+decode per window. The first window opens on the reference latent. Motion latents are held clean (t = 0) and
+re-imposed after every step. Used by the streaming benchmark as the point of comparison, and runnable on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from . import flow
+from .guidance import GuidanceMode, GuidancePolicy
+from .models.attention import Bidirectional
+from .models.audio_windows import first_frame_window, latent_frame_windows
+from .streaming.denoise import NullConditions
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """window_frames / motion_frames in video frames (1 + 4k each); steps of the many-step Euler schedule."""
+
+    window_frames: int = 81
+    motion_frames: int = 9
+    steps: int = 40
+    shift: float = 5.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("window_frames", "motion_frames"):
+            if (getattr(self, name) - 1) % 4 or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be 1 + 4k video frames, got {getattr(self, name)}")
+        if self.motion_frames >= self.window_frames:
+            raise ValueError("motion_frames must be fewer than window_frames")
+
+
+@dataclass(frozen=True)
+class WindowOutput:
+    """New frames `[T, H, W, 3]` in [0, 1] of one window, with the passes and seconds it took."""
+
+    index: int
+    frames: torch.Tensor
+    passes: int
+    seconds: float
+
+
+class WindowedBidirectionalSampler:
+    """Generates a video window by window with a bidirectional DiT and many-step CFG."""
+
+    def __init__(self, dit: torch.nn.Module, vae: torch.nn.Module, settings: WindowSettings = WindowSettings(),
+                 guidance: GuidancePolicy | None = None) -> None:
+        self.dit = dit
+        self.vae = vae
+        self.settings = settings
+        self.guidance = guidance or GuidancePolicy(mode=GuidanceMode.TEXT_AUDIO_CFG)
+        self.stride = vae.cfg.temporal_stride
+
+    def stream(self, reference: torch.Tensor, audio_features: torch.Tensor, num_frames: int | None = None,
+               check_interrupt: Callable[[], None] | None = None) -> Iterator[WindowOutput]:
+        """reference `[3, H, W]` in [-1, 1]; audio_features `[T_video, layers, dim]`; yields each window's new frames."""
+        param = next(self.dit.parameters())
+        num_frames = num_frames or len(audio_features)
+        window_latents = 1 + (self.settings.window_frames - 1) // self.stride
+        motion_latents = 1 + (self.settings.motion_frames - 1) // self.stride
+        with torch.no_grad():
+            motion = self.vae.encode(reference.to(param.device, next(self.vae.parameters()).dtype)[None, :, None])
+            base = self.dit.prepare_conditioning(text=None)
+        conditions = NullConditions(self.dit, base, base)
+        generator = torch.Generator().manual_seed(self.settings.seed)
+        sigmas = flow.many_step_timesteps(self.settings.steps, self.settings.shift).tolist() + [0.0]
+        padded = torch.cat([audio_features[:1], audio_features]).to(param.device, param.dtype)
+        produced, index, audio_start = 0, 0, 0
+        while produced < num_frames:
+            started = time.perf_counter()
+            known = motion.shape[2]
+            windows = self._audio_windows(padded, audio_start, window_latents)
+            shape = (1, motion.shape[1], window_latents, motion.shape[3], motion.shape[4])
+            x = torch.randn(shape, generator=generator).to(param.device)
+            passes = 0
+            for i in range(self.settings.steps):
+                x[:, :, :known] = motion.float()
+                t = torch.full((1, window_latents), sigmas[i], device=param.device)
+                t[:, :known] = 0.0
+                predictions = {}
+                for variant, cond in conditions.variants(windows, self.guidance.variants_for_step(i, self.settings.steps)).items():
+                    if check_interrupt is not None:
+                        check_interrupt()
+                    with torch.no_grad():
+                        predictions[variant] = self.dit(x.to(param.dtype), t, cond, attention=Bidirectional()).float()
+                    passes += 1
+                velocity = self.guidance.combine(predictions, i, self.settings.steps)
+                x = flow.euler_step(x, velocity, sigmas[i], sigmas[i + 1])
+            x[:, :, :known] = motion.float()
+            with torch.no_grad():
+                video = self.vae.decode(x.to(next(self.vae.parameters()).dtype))
+            skip = 1 + (known - 1) * self.stride
+            new = video[0, :, skip:][:, : num_frames - produced]
+            frames = ((new.float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu()
+            produced += frames.shape[0]
+            audio_start += self.settings.window_frames - self.settings.motion_frames
+            motion = x[:, :, -motion_latents:].to(param.dtype)
+            yield WindowOutput(index, frames, passes, time.perf_counter() - started)
+            index += 1
+
+    def _audio_windows(self, padded: torch.Tensor, start: int, latents: int):
+        """Audio windows of a window whose first video frame is `start` (MultiTalk layout)."""
+        cfg = self.dit.cfg.audio
+        span = padded[start:]
+        if len(span) == 0:
+            span = padded[-1:]
+        return first_frame_window(span, cfg)[None], latent_frame_windows(span, range(1, latents), cfg)[None]

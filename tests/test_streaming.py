@@ -1,0 +1,153 @@
+"""Streaming sampler: cache equals recompute, reproducibility, frame counts, pass counts, interruption."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from echotorrent_core.config import get_preset
+from echotorrent_core.guidance import GuidanceMode, GuidancePolicy
+from echotorrent_core.models.dit import WanDiT
+from echotorrent_core.models.vae import WanVAE
+from echotorrent_core.streaming import StreamingSampler, StreamSettings
+
+TINY = get_preset("tiny")
+AUDIO = TINY.dit.audio
+
+
+@pytest.fixture(scope="module")
+def models() -> tuple[WanDiT, WanVAE]:
+    torch.manual_seed(0)
+    return WanDiT(TINY.dit).eval(), WanVAE(TINY.vae).eval()
+
+
+def _inputs(frames: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    reference = torch.rand(3, 32, 32, generator=generator) * 2 - 1
+    features = torch.randn(frames, AUDIO.encoder_layers, AUDIO.audio_dim, generator=generator)
+    return reference, features
+
+
+def _video(sampler: StreamingSampler, frames: int, seed: int = 1) -> torch.Tensor:
+    reference, features = _inputs(frames, seed)
+    return torch.cat([chunk.frames for chunk in sampler.stream(reference, features)])
+
+
+def test_cached_stream_equals_recomputing_the_prefix(models) -> None:
+    dit, vae = models
+    settings = StreamSettings(chunk_frames=2, window_frames=None, steps=2)
+    cached = _video(StreamingSampler(dit, vae, settings, use_cache=True), frames=22)
+    recomputed = _video(StreamingSampler(dit, vae, settings, use_cache=False), frames=22)
+    assert cached.shape == recomputed.shape == (22, 32, 32, 3)
+    assert (cached - recomputed).abs().max() < 1e-4
+
+
+def test_cached_latents_equal_recomputed_latents(models) -> None:
+    dit, vae = models
+    settings = StreamSettings(chunk_frames=3, window_frames=None, steps=3)
+    reference, features = _inputs(30)
+    cached = [c.latents for c in StreamingSampler(dit, vae, settings).stream(reference, features)]
+    recomputed = [c.latents for c in StreamingSampler(dit, vae, settings, use_cache=False).stream(reference, features)]
+    for a, b in zip(cached, recomputed, strict=True):
+        assert (a - b).abs().max() < 1e-4
+
+
+def test_same_seed_same_video_and_other_seed_other_video(models) -> None:
+    dit, vae = models
+    first = _video(StreamingSampler(dit, vae, StreamSettings(seed=7, steps=2)), frames=13)
+    again = _video(StreamingSampler(dit, vae, StreamSettings(seed=7, steps=2)), frames=13)
+    other = _video(StreamingSampler(dit, vae, StreamSettings(seed=8, steps=2)), frames=13)
+    assert torch.equal(first, again)
+    assert (first - other).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("frames", [1, 12, 13, 30])
+def test_output_frame_count_follows_the_audio(models, frames: int) -> None:
+    dit, vae = models
+    sampler = StreamingSampler(dit, vae, StreamSettings(steps=1))
+    reference, features = _inputs(frames)
+    chunks = list(sampler.stream(reference, features))
+    assert sum(c.frames.shape[0] for c in chunks) == frames
+    assert len(chunks) == sampler.num_chunks(frames)
+    assert [c.first_frame for c in chunks] == [12 * i for i in range(len(chunks))]
+    assert all(0 <= float(c.frames.min()) and float(c.frames.max()) <= 1 for c in chunks)
+
+
+@pytest.mark.parametrize(
+    "mode, passes", [(GuidanceMode.SINGLE, 1), (GuidanceMode.AUDIO_CFG, 2), (GuidanceMode.TEXT_AUDIO_CFG, 3)]
+)
+def test_passes_per_step_match_the_guidance_mode(models, mode: GuidanceMode, passes: int) -> None:
+    dit, vae = models
+    calls = {"n": 0}
+    original = dit.forward_chunk
+
+    def counting(*args, **kwargs):
+        if not kwargs.get("write_cache", False):
+            calls["n"] += 1
+        return original(*args, **kwargs)
+
+    dit.forward_chunk = counting
+    try:
+        sampler = StreamingSampler(dit, vae, StreamSettings(steps=3), GuidancePolicy(mode=mode))
+        reference, features = _inputs(24)
+        chunks = list(sampler.stream(reference, features))
+    finally:
+        del dit.forward_chunk
+    assert [c.passes_per_step for c in chunks] == [passes] * len(chunks)
+    assert calls["n"] == passes * 3 * len(chunks)
+
+
+def test_interrupt_stops_the_stream_inside_a_chunk(models) -> None:
+    dit, vae = models
+    sampler = StreamingSampler(dit, vae, StreamSettings(steps=4))
+    reference, features = _inputs(60)
+    calls = {"n": 0}
+
+    def interrupt_after_six_passes() -> None:
+        calls["n"] += 1
+        if calls["n"] > 6:
+            raise InterruptedError("stop")
+
+    received = []
+    with pytest.raises(InterruptedError):
+        for chunk in sampler.stream(reference, features, check_interrupt=interrupt_after_six_passes):
+            received.append(chunk)
+    assert len(received) == 1 and calls["n"] == 7
+
+
+def test_rolling_window_keeps_cache_memory_constant(models) -> None:
+    dit, vae = models
+    from echotorrent_core.streaming.context import CachedContext
+
+    settings = StreamSettings(chunk_frames=3, window_frames=6, steps=1)
+    sizes = []
+    original_commit = CachedContext.commit
+
+    def recording_commit(self, x0, cond, frame_start):
+        original_commit(self, x0, cond, frame_start)
+        sizes.append((self.allocated_bytes, self.cache.valid_frames))
+
+    CachedContext.commit = recording_commit
+    try:
+        reference, features = _inputs(12 * 8)
+        list(StreamingSampler(dit, vae, settings).stream(reference, features))
+    finally:
+        CachedContext.commit = original_commit
+    assert len({size for size, _ in sizes}) == 1
+    assert max(valid for _, valid in sizes) == 1 + 6
+
+
+@pytest.mark.parametrize(
+    "reference, features, message",
+    [
+        (torch.zeros(3, 30, 32), torch.zeros(5, AUDIO.encoder_layers, AUDIO.audio_dim), "multiples of 16"),
+        (torch.zeros(4, 32, 32), torch.zeros(5, AUDIO.encoder_layers, AUDIO.audio_dim), r"RGB image \[3, H, W\]"),
+        (torch.zeros(3, 32, 32), torch.zeros(0, AUDIO.encoder_layers, AUDIO.audio_dim), "audio_features must be"),
+        (torch.zeros(3, 32, 32), torch.zeros(5, 3, AUDIO.audio_dim), "audio_features must be"),
+        (torch.zeros(3, 32, 32), torch.full((5, AUDIO.encoder_layers, AUDIO.audio_dim), float("nan")), "NaN"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(models, reference, features, message) -> None:
+    dit, vae = models
+    with pytest.raises(ValueError, match=message):
+        next(StreamingSampler(dit, vae).stream(reference, features))
