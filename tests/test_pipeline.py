@@ -1,0 +1,158 @@
+"""End-to-end generation to mp4 and the command line, on a tiny random bundle."""
+
+from __future__ import annotations
+
+import math
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from echotorrent_core import cli
+from echotorrent_core.checkpoints.errors import CheckpointError
+from echotorrent_core.media import MediaError, read_video_frames
+from echotorrent_core.pipeline import bundle_paths, generate_to_file, load_bundle, load_text_embeddings
+from echotorrent_core.random_bundle import write_random_bundle
+from echotorrent_core.streaming import StreamSettings
+
+SIZE = 32
+FPS = 25.0
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory) -> Path:
+    return write_random_bundle(tmp_path_factory.mktemp("bundle"), "tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def bundle(bundle_dir: Path):
+    paths = bundle_paths(bundle_dir)
+    return load_bundle(paths["dit"], paths["vae"], paths["audio_encoder"])
+
+
+def write_wav(path: Path, seconds: float, rate: int = 22050, channels: int = 2) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    samples = np.repeat(tone[:, None], channels, axis=1)
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(channels)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes((samples * 32767).astype(np.int16).tobytes())
+    return path
+
+
+def write_png(path: Path, height: int = 50, width: int = 40) -> Path:
+    pixels = (np.random.RandomState(0).rand(height, width, 3) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _settings() -> StreamSettings:
+    return StreamSettings(steps=2, fps=FPS)
+
+
+def test_video_has_both_streams_and_follows_the_audio(bundle, tmp_path: Path) -> None:
+    audio = write_wav(tmp_path / "speech.wav", seconds=1.3)
+    out = tmp_path / "out.mp4"
+    result = generate_to_file(bundle, write_png(tmp_path / "face.png"), audio, out, SIZE, SIZE, _settings())
+    frames, fps, sound, rate = read_video_frames(out)
+    expected_frames = math.floor(1.3 * FPS)
+    assert result.frames == expected_frames == frames.shape[0]
+    assert tuple(frames.shape[1:]) == (SIZE, SIZE, 3)
+    assert fps == FPS and result.passes_per_step == 1
+    assert sound is not None and sound.shape[0] == 2 and rate == 22050
+    assert abs(sound.shape[1] / rate - expected_frames / FPS) <= 1024 / rate
+
+
+def test_interrupted_run_leaves_a_playable_file_of_the_chunks_made(bundle, tmp_path: Path) -> None:
+    audio = write_wav(tmp_path / "long.wav", seconds=3.0)
+    out = tmp_path / "interrupted.mp4"
+
+    def stop_after_two(chunk, total: int) -> None:
+        if chunk.index == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_to_file(bundle, write_png(tmp_path / "face.png"), audio, out, SIZE, SIZE, _settings(),
+                         on_chunk=stop_after_two)
+    frames, _, sound, rate = read_video_frames(out)
+    assert frames.shape[0] == 24
+    assert sound is not None and abs(sound.shape[1] / rate - 24 / FPS) <= 1024 / rate
+
+
+@pytest.mark.parametrize(
+    "make_inputs, error, message",
+    [
+        (lambda d: (write_png(d / "f.png"), _empty(d / "empty.wav")), MediaError, "empty"),
+        (lambda d: (write_png(d / "f.png"), _garbage(d / "noise.wav")), MediaError, "corrupt or not audio"),
+        (lambda d: (_empty(d / "blank.png"), write_wav(d / "s.wav", 1.0)), MediaError, "empty"),
+        (lambda d: (write_png(d / "f.png"), write_wav(d / "tiny.wav", 0.02)), ValueError, "shorter than one video frame"),
+    ],
+)
+def test_bad_inputs_raise_and_write_nothing(bundle, tmp_path: Path, make_inputs, error, message) -> None:
+    image, audio = make_inputs(tmp_path)
+    out = tmp_path / "never.mp4"
+    with pytest.raises(error, match=message):
+        generate_to_file(bundle, image, audio, out, SIZE, SIZE, _settings())
+    assert not out.exists()
+
+
+def _empty(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def _garbage(path: Path) -> Path:
+    path.write_bytes(np.random.RandomState(1).bytes(4096))
+    return path
+
+
+def test_wrong_model_file_is_named(bundle_dir: Path) -> None:
+    paths = bundle_paths(bundle_dir)
+    with pytest.raises(CheckpointError, match="expected a Wan DiT"):
+        load_bundle(paths["vae"], paths["vae"], paths["audio_encoder"])
+
+
+def test_text_embeddings_file(tmp_path: Path) -> None:
+    path = tmp_path / "text.safetensors"
+    save_file({"context": torch.randn(5, 32), "negative": torch.randn(1, 3, 32)}, str(path))
+    context, negative = load_text_embeddings(path)
+    assert context.shape == (1, 5, 32) and negative.shape == (1, 3, 32)
+    save_file({"prompt": torch.randn(5, 32)}, str(path))
+    with pytest.raises(ValueError, match="'context'"):
+        load_text_embeddings(path)
+
+
+def test_cli_generates_a_video(bundle_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cli.mp4"
+    text = tmp_path / "text.safetensors"
+    save_file({"context": torch.randn(4, 32)}, str(text))
+    code = cli.main([
+        "generate", "--model", str(bundle_dir), "--image", str(write_png(tmp_path / "face.png")),
+        "--audio", str(write_wav(tmp_path / "speech.wav", 0.6)), "--out", str(out), "--steps", "1",
+        "--text-embeds", str(text), "--guidance", "text_audio_cfg", "--device", "cpu",
+    ])
+    assert code == 0
+    assert "3 network passes per step" in capsys.readouterr().out
+    frames, _, sound, _ = read_video_frames(out)
+    assert frames.shape == (15, 64, 64, 3) and sound is not None
+
+
+def test_cli_reports_bad_input_with_exit_code_2(bundle_dir: Path, tmp_path: Path, capsys) -> None:
+    code = cli.main([
+        "generate", "--model", str(bundle_dir), "--image", str(_empty(tmp_path / "face.png")),
+        "--audio", str(write_wav(tmp_path / "speech.wav", 0.6)), "--out", str(tmp_path / "x.mp4"), "--device", "cpu",
+    ])
+    assert code == 2
+    assert "error:" in capsys.readouterr().err and not (tmp_path / "x.mp4").exists()
+
+
+def test_cli_without_a_bundle_says_what_to_pass(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no model bundle"):
+        cli.main(["generate", "--model", str(tmp_path / "missing"), "--image", "a.png", "--audio", "b.wav",
+                  "--out", str(tmp_path / "x.mp4"), "--device", "cpu"])
