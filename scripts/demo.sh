@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Set up if needed, then generate a talking-avatar video with the embedded default model.
+# Set up if needed, then stream a talking-avatar video with the embedded default model.
+# Usage: bash scripts/demo.sh [PORTRAIT SPEECH OUT.mp4]   (defaults: examples/portrait.png examples/speech.wav
+# out/demo.mp4). Until the default model ships, `echotorrent generate` says so and exits non-zero.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 
-echo "[demo] no default EchoTorrent model is shipped yet, so there is nothing to generate with." >&2
-echo "[demo] Once one is, this script runs: echotorrent generate ... (see README.md)." >&2
-exit 1
+image="${1:-$ROOT/examples/portrait.png}"
+audio="${2:-$ROOT/examples/speech.wav}"
+out="${3:-$ROOT/out/demo.mp4}"
+mkdir -p "$(dirname "$out")"
+echo "[demo] echotorrent generate --image $image --audio $audio --out $out"
+exec "$ROOT/.venv/bin/echotorrent" generate --image "$image" --audio "$audio" --out "$out"

@@ -106,6 +106,7 @@ def install_requirements(comfy: Path) -> None:
 
 def stamp_value(comfy: Path) -> str:
     digest = hashlib.sha256(str(comfy).encode())
+    digest.update(Path(__file__).read_bytes())
     digest.update((comfy / "requirements.txt").read_bytes())
     digest.update(CONSTRAINTS.read_bytes())
     return digest.hexdigest()
