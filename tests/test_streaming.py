@@ -123,8 +123,8 @@ def test_rolling_window_keeps_cache_memory_constant(models) -> None:
     sizes = []
     original_commit = CachedContext.commit
 
-    def recording_commit(self, x0, cond, frame_start):
-        original_commit(self, x0, cond, frame_start)
+    def recording_commit(self, x0, cond, frame_start, y=None):
+        original_commit(self, x0, cond, frame_start, y)
         sizes.append((self.allocated_bytes, self.cache.valid_frames))
 
     CachedContext.commit = recording_commit
@@ -151,3 +151,23 @@ def test_bad_inputs_raise_clear_errors(models, reference, features, message) -> 
     dit, vae = models
     with pytest.raises(ValueError, match=message):
         next(StreamingSampler(dit, vae).stream(reference, features))
+
+
+def test_image_to_video_checkpoints_stream_with_condition_channels(models) -> None:
+    from dataclasses import replace
+
+    _, vae = models
+    torch.manual_seed(3)
+    dit = WanDiT(replace(TINY.dit, in_dim=36, image_dim=16)).eval()
+    clip = torch.randn(1, 257, 16)
+    settings = StreamSettings(chunk_frames=2, window_frames=None, steps=2)
+    reference, features = _inputs(20)
+    cached = [c.latents for c in StreamingSampler(dit, vae, settings).stream(reference, features, clip_fea=clip)]
+    recomputed = [
+        c.latents for c in StreamingSampler(dit, vae, settings, use_cache=False).stream(reference, features, clip_fea=clip)
+    ]
+    assert len(cached) == 3
+    for a, b in zip(cached, recomputed, strict=True):
+        assert (a - b).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="clip_fea"):
+        next(StreamingSampler(dit, vae, settings).stream(reference, features))

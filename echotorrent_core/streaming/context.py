@@ -1,8 +1,9 @@
 """How a chunk sees the frames before it: through the KV cache, or by recomputing the whole prefix.
 
 Both strategies expose the same three calls, so the chunk loop is written once:
-`begin(reference_latent, cond)` stores the sink, `predict(x, t, cond, frame_start)` is one network pass over the
-chunk, `commit(x0, cond, frame_start)` makes a clean chunk part of the context.
+`begin(reference_latent, cond, y)` stores the sink, `predict(x, t, cond, frame_start, y)` is one network pass over
+the chunk, `commit(x0, cond, frame_start, y)` makes a clean chunk part of the context. `y` are the i2v condition
+channels of those frames (None for models without them).
 """
 
 from __future__ import annotations
@@ -32,18 +33,19 @@ class CachedContext:
         self.model = model
         self.cache = model.create_kv_cache(1, tokens_per_frame, settings.sink_frames, window, dtype, device)
 
-    def begin(self, reference_latent: torch.Tensor, cond: Conditioning) -> None:
+    def begin(self, reference_latent: torch.Tensor, cond: Conditioning, y: torch.Tensor | None = None) -> None:
         """Reset the cache and write the reference latent `[1, C, 1, h, w]` as the sink."""
         self.cache.reset()
-        self.commit(reference_latent, cond, 0)
+        self.commit(reference_latent, cond, 0, y)
 
-    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, frame_start: int) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, frame_start: int,
+                y: torch.Tensor | None = None) -> torch.Tensor:
         """Velocity for the chunk `x` `[1, C, n, h, w]` at per-frame timesteps `t` `[1, n]`."""
-        return self.model.forward_chunk(x, t, cond, self.cache, frame_start, write_cache=False)
+        return self.model.forward_chunk(x, t, cond, self.cache, frame_start, y=y, write_cache=False)
 
-    def commit(self, x0: torch.Tensor, cond: Conditioning, frame_start: int) -> None:
+    def commit(self, x0: torch.Tensor, cond: Conditioning, frame_start: int, y: torch.Tensor | None = None) -> None:
         """One pass over the clean chunk at t = 0 that writes its keys / values into the cache."""
-        self.model.forward_chunk(x0, _clean_timesteps(x0), cond, self.cache, frame_start, write_cache=True)
+        self.model.forward_chunk(x0, _clean_timesteps(x0), cond, self.cache, frame_start, y=y, write_cache=True)
 
     @property
     def allocated_bytes(self) -> int:
@@ -62,29 +64,30 @@ class RecomputedContext:
         self.mode = BlockCausal(settings.chunk_frames, settings.sink_frames, settings.window_frames)
         self.latents: list[torch.Tensor] = []
         self.audio: list[torch.Tensor] = []
+        self.conditions: list[torch.Tensor] = []
 
-    def begin(self, reference_latent: torch.Tensor, cond: Conditioning) -> None:
-        self.latents, self.audio = [], []
-        self.commit(reference_latent, cond, 0)
+    def begin(self, reference_latent: torch.Tensor, cond: Conditioning, y: torch.Tensor | None = None) -> None:
+        self.latents, self.audio, self.conditions = [], [], []
+        self.commit(reference_latent, cond, 0, y)
 
-    def _with_prefix(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning):
+    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, frame_start: int,
+                y: torch.Tensor | None = None) -> torch.Tensor:
         prefix = torch.cat(self.latents, dim=2)
         full_x = torch.cat([prefix, x.to(prefix.dtype)], dim=2)
         full_t = torch.cat([_clean_timesteps(prefix), t.to(prefix.device, torch.float32)], dim=1)
         audio = None if cond.audio is None else torch.cat(self.audio + [cond.audio], dim=1)
-        return full_x, full_t, replace(cond, audio=audio)
-
-    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, frame_start: int) -> torch.Tensor:
-        full_x, full_t, full_cond = self._with_prefix(x, t, cond)
-        out = self.model(full_x, full_t, full_cond, attention=self.mode)
+        full_y = None if y is None else torch.cat(self.conditions + [y], dim=2)
+        out = self.model(full_x, full_t, replace(cond, audio=audio), y=full_y, attention=self.mode)
         return out[:, :, -x.shape[2]:]
 
-    def commit(self, x0: torch.Tensor, cond: Conditioning, frame_start: int) -> None:
+    def commit(self, x0: torch.Tensor, cond: Conditioning, frame_start: int, y: torch.Tensor | None = None) -> None:
         self.latents.append(x0)
         if cond.audio is not None:
             self.audio.append(cond.audio)
+        if y is not None:
+            self.conditions.append(y)
 
     @property
     def allocated_bytes(self) -> int:
-        tensors = self.latents + self.audio
+        tensors = self.latents + self.audio + self.conditions
         return sum(t.numel() * t.element_size() for t in tensors)

@@ -86,8 +86,10 @@ class ChunkDenoiser:
         """Standard normal noise drawn on the CPU generator (same video on any device), moved to `like`."""
         return torch.randn(shape, generator=self.generator).to(like.device, torch.float32)
 
-    def denoise(self, reference_shape: torch.Size, frame_start: int, windows: AudioWindows) -> tuple[torch.Tensor, int]:
-        """Generate the chunk of latent frames starting at `frame_start`: returns (x0 `[1, C, n, h, w]`, passes)."""
+    def denoise(self, reference_shape: torch.Size, frame_start: int, windows: AudioWindows,
+                y: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+        """Generate the chunk of latent frames starting at `frame_start` (i2v condition channels `y`
+        `[1, 20, n, h, w]` or None): returns (x0 `[1, C, n, h, w]`, passes)."""
         batch, channels, _, h, w = reference_shape
         n = self.settings.chunk_frames
         steps = len(self.timesteps)
@@ -108,7 +110,7 @@ class ChunkDenoiser:
                 if self.check_interrupt is not None:
                     self.check_interrupt()
                 with torch.no_grad():
-                    predictions[variant] = self.context.predict(x.to(dtype), t, cond, frame_start).float()
+                    predictions[variant] = self.context.predict(x.to(dtype), t, cond, frame_start, y).float()
                 passes += 1
             velocity = self.policy.combine(predictions, i, steps, frame_indices)
             x0 = flow.x0_from_velocity(x, velocity, t)

@@ -23,6 +23,7 @@ from ..models.audio_windows import first_frame_window, latent_frame_windows
 from ..models.vae import StreamingDecoder
 from .context import CachedContext, RecomputedContext
 from .denoise import ChunkDenoiser, NullConditions
+from .image_condition import ImageCondition, build_image_condition
 from .settings import StreamSettings
 
 
@@ -46,6 +47,7 @@ class _StreamState:
 
     latent_shape: torch.Size
     padded_audio: torch.Tensor | None
+    image_condition: ImageCondition | None
     conditions: NullConditions
     context: CachedContext | RecomputedContext
     decoder: StreamingDecoder
@@ -92,6 +94,7 @@ class StreamingSampler:
         negative_text: torch.Tensor | None = None,
         num_frames: int | None = None,
         check_interrupt: Callable[[], None] | None = None,
+        clip_fea: torch.Tensor | None = None,
     ) -> Iterator[ChunkOutput]:
         """Yield the video chunk by chunk.
 
@@ -99,29 +102,35 @@ class StreamingSampler:
         output frame (None only for a model without audio layers, then `num_frames` is required); text
         `[1, L, text_dim]` (None = empty text); negative_text the null text for text CFG (None = zeros);
         num_frames output frames (default: the audio's). `check_interrupt` is called before every network pass
-        and may raise to stop the stream.
+        and may raise to stop the stream. I2V checkpoints (in_dim 36, CLIP branch) also need `clip_fea`
+        `[1, 257, image_dim]` (CLIP ViT-H penultimate features of the portrait).
         """
         num_frames = self._resolve_frames(audio_features, num_frames)
-        state = self._start(reference, audio_features, text, negative_text, num_frames, check_interrupt)
+        state = self._start(reference, audio_features, text, negative_text, num_frames, check_interrupt, clip_fea)
         for index in range(self.num_chunks(num_frames)):
             yield self._next_chunk(state, index, num_frames)
 
     @torch.no_grad()
     def _start(self, reference: torch.Tensor, audio_features: torch.Tensor | None, text: torch.Tensor | None,
                negative_text: torch.Tensor | None, num_frames: int,
-               check_interrupt: Callable[[], None] | None) -> _StreamState:
+               check_interrupt: Callable[[], None] | None, clip_fea: torch.Tensor | None) -> _StreamState:
         """Encode the portrait, write it as the sink and warm the streaming decoder."""
-        latent_ref = self._encode_reference(reference)
+        pixels = self._reference_pixels(reference)
+        latent_ref = self.vae.encode(pixels).to(self.dtype)
+        image_condition = None
+        if self.dit.cfg.in_dim > self.dit.cfg.out_dim:
+            image_condition = build_image_condition(self.vae, pixels, self.dtype)
         padded = None if audio_features is None else torch.cat([audio_features[:1], audio_features]).to(self.device)
-        conditions = self._conditions(text, negative_text, padded)
+        conditions = self._conditions(text, negative_text, clip_fea)
         stream_frames = self.num_chunks(num_frames) * self.settings.chunk_frames
         context = self._make_context(latent_ref.shape[-2:], stream_frames)
         decoder = StreamingDecoder(self.vae)
         generator = torch.Generator().manual_seed(self.settings.seed)
         denoiser = ChunkDenoiser(context, self.guidance, self.settings, conditions, generator, check_interrupt)
-        context.begin(latent_ref, conditions.for_frames(self._sink_audio(padded)))
+        sink_y = None if image_condition is None else image_condition.sink
+        context.begin(latent_ref, conditions.for_frames(self._sink_audio(padded)), sink_y)
         decoder.decode_chunk(latent_ref.to(self._vae_dtype))
-        return _StreamState(latent_ref.shape, padded, conditions, context, decoder, denoiser)
+        return _StreamState(latent_ref.shape, padded, image_condition, conditions, context, decoder, denoiser)
 
     @torch.no_grad()
     def _next_chunk(self, state: _StreamState, index: int, num_frames: int) -> ChunkOutput:
@@ -130,8 +139,9 @@ class StreamingSampler:
         n = self.settings.chunk_frames
         frame_start = self.settings.sink_frames + index * n
         audio = self._chunk_audio(state.padded_audio, range(frame_start, frame_start + n))
-        x0, passes = state.denoiser.denoise(state.latent_shape, frame_start, audio)
-        state.context.commit(x0, state.conditions.for_frames(audio), frame_start)
+        y = None if state.image_condition is None else state.image_condition.for_frames(n)
+        x0, passes = state.denoiser.denoise(state.latent_shape, frame_start, audio, y)
+        state.context.commit(x0, state.conditions.for_frames(audio), frame_start, y)
         video = state.decoder.decode_chunk(x0.to(self._vae_dtype))
         first = index * n * self.temporal_stride
         keep = min(video.shape[2], num_frames - first)
@@ -166,8 +176,8 @@ class StreamingSampler:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         return num_frames
 
-    def _encode_reference(self, reference: torch.Tensor) -> torch.Tensor:
-        """`[3, H, W]` in [-1, 1] -> normalised latent `[1, C, 1, H/8, W/8]` in the DiT's dtype."""
+    def _reference_pixels(self, reference: torch.Tensor) -> torch.Tensor:
+        """Validate the portrait `[3, H, W]` in [-1, 1] -> `[1, 3, 1, H, W]` on the device in the VAE's dtype."""
         multiple = self.spatial_stride * self.dit.cfg.patch_size[1]
         if reference.ndim != 3 or reference.shape[0] != 3:
             raise ValueError(f"reference must be an RGB image [3, H, W] in [-1, 1], got {tuple(reference.shape)}")
@@ -175,16 +185,14 @@ class StreamingSampler:
             raise ValueError(f"reference height and width must be multiples of {multiple}, got {tuple(reference.shape[1:])}")
         if not torch.isfinite(reference).all():
             raise ValueError("reference image contains NaN or infinite values")
-        pixels = reference.to(self.device, self._vae_dtype)[None, :, None]
-        with torch.no_grad():
-            return self.vae.encode(pixels).to(self.dtype)
+        return reference.to(self.device, self._vae_dtype)[None, :, None]
 
     def _conditions(self, text: torch.Tensor | None, negative_text: torch.Tensor | None,
-                    padded: torch.Tensor | None) -> NullConditions:
+                    clip_fea: torch.Tensor | None) -> NullConditions:
         to_model = (lambda v: None if v is None else v.to(self.device, self.dtype))
-        with torch.no_grad():
-            positive = self.dit.prepare_conditioning(text=self._text_or_zeros(to_model(text)))
-            negative = self.dit.prepare_conditioning(text=self._text_or_zeros(to_model(negative_text)))
+        positive = self.dit.prepare_conditioning(text=self._text_or_zeros(to_model(text)), clip_fea=to_model(clip_fea))
+        negative = self.dit.prepare_conditioning(text=self._text_or_zeros(to_model(negative_text)),
+                                                 clip_fea=to_model(clip_fea))
         return NullConditions(self.dit, positive, negative)
 
     def _text_or_zeros(self, text: torch.Tensor | None) -> torch.Tensor:
