@@ -76,7 +76,7 @@ class ComfyServer:
             try:
                 if requests.get(f"{self.url}/system_stats", timeout=2).ok:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.25)
         raise ComfyServerError(f"ComfyUI did not answer /system_stats within {timeout:.0f} s:\n{self.log_tail()}")
