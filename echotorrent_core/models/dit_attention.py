@@ -10,8 +10,8 @@ from .attention import attention
 from .rope import apply_rope
 
 
-class SelfAttention(nn.Module):
-    """Projections of the self-attention; the attention itself is supplied by the caller (mask or KV cache)."""
+class _QKVOProjections(nn.Module):
+    """The `q, k, v, o` linears and the full-width `norm_q, norm_k` RMS norms shared by both attentions."""
 
     def __init__(self, dim: int, num_heads: int, eps: float) -> None:
         super().__init__()
@@ -25,6 +25,10 @@ class SelfAttention(nn.Module):
         self.norm_q = nn.RMSNorm(dim, eps=eps)
         self.norm_k = nn.RMSNorm(dim, eps=eps)
 
+
+class SelfAttention(_QKVOProjections):
+    """Projections of the self-attention; the attention itself is supplied by the caller (mask or KV cache)."""
+
     def project(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -35,20 +39,11 @@ class SelfAttention(nn.Module):
         return q, k, v
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(_QKVOProjections):
     """Text cross-attention, plus the CLIP image branch (`k_img`, `v_img`, `norm_k_img`) when `image` is True."""
 
     def __init__(self, dim: int, num_heads: int, eps: float, image: bool) -> None:
-        super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
-        self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.o = nn.Linear(dim, dim)
-        self.norm_q = nn.RMSNorm(dim, eps=eps)
-        self.norm_k = nn.RMSNorm(dim, eps=eps)
+        super().__init__(dim, num_heads, eps)
         if image:
             self.k_img = nn.Linear(dim, dim)
             self.v_img = nn.Linear(dim, dim)
