@@ -2,4 +2,12 @@
 
 from comfy_api.latest import io
 
-NODE_CLASSES: list[type[io.ComfyNode]] = []
+from .audio import AudioEncode
+from .decode import RefinedVAEDecode
+from .guidance import ACCGuidance
+from .loaders import LoadEchoTorrent
+from .sampler import EchoTorrentStreamingSampler
+
+NODE_CLASSES: list[type[io.ComfyNode]] = [
+    LoadEchoTorrent, AudioEncode, ACCGuidance, EchoTorrentStreamingSampler, RefinedVAEDecode
+]

@@ -1,0 +1,356 @@
+"""The EchoTorrent nodes called directly with ComfyUI-shaped inputs on a tiny random model.
+
+ComfyUI's own modules (folder_paths, comfy.utils, comfy.model_management, comfy_api) are imported from the
+ComfyUI tree the integration tests use; the pack is loaded as a package the way ComfyUI loads custom nodes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from echotorrent_core.checkpoints.errors import CheckpointError
+from echotorrent_core.checkpoints.refiner import save_decoder_refiner
+from echotorrent_core.config import get_preset
+from echotorrent_core.guidance import GuidanceMode
+from echotorrent_core.models.vae import WanVAE
+from echotorrent_core.random_bundle import write_random_bundle
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PACK_MODULE = "echotorrent_pack"
+DIT_FILE = "echotorrent_default_dit.safetensors"
+VAE_FILE = "wan_2.1_vae.safetensors"
+AUDIO_ENCODER_FILE = "echotorrent_default_wav2vec2.safetensors"
+REFINER_FILE = "echotorrent_refiner.safetensors"
+SIZE = 32
+FPS = 25.0
+TINY = get_preset("tiny")
+
+
+def _comfyui_dir() -> Path:
+    path = Path(os.environ.get("COMFYUI_PATH") or REPO_ROOT / ".cache" / "ComfyUI")
+    if not (path / "comfy_api" / "latest").is_dir():
+        subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "setup_comfyui.py")], check=True)
+    return path.resolve()
+
+
+@pytest.fixture(scope="module")
+def comfy() -> ModuleType:
+    """ComfyUI's modules on the CPU, and the pack imported as the package `echotorrent_pack`."""
+    sys.path.insert(0, str(_comfyui_dir()))
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    if PACK_MODULE not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            PACK_MODULE, REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[PACK_MODULE] = module
+        spec.loader.exec_module(module)
+    import comfy.model_management
+    import comfy.utils
+
+    return comfy
+
+
+@pytest.fixture(scope="module")
+def pack(comfy) -> ModuleType:
+    return importlib.import_module(f"{PACK_MODULE}.nodes")
+
+
+@pytest.fixture(scope="module")
+def models_dir(comfy, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder with the tiny random networks under the names the workflows use, registered first."""
+    import folder_paths
+
+    importlib.import_module(f"{PACK_MODULE}.nodes.loaders")  # registers the echotorrent and wav2vec2 folders
+    bundle = write_random_bundle(tmp_path_factory.mktemp("bundle"))
+    root = tmp_path_factory.mktemp("models")
+    for folder, source, name in (("echotorrent", "dit", DIT_FILE), ("vae", "vae", VAE_FILE),
+                                 ("wav2vec2", "audio_encoder", AUDIO_ENCODER_FILE)):
+        (root / folder).mkdir(exist_ok=True)
+        shutil.copy(bundle / f"{source}.safetensors", root / folder / name)
+        folder_paths.add_model_folder_path(folder, str(root / folder), is_default=True)
+    torch.manual_seed(7)
+    save_decoder_refiner(WanVAE(TINY.vae), root / "vae" / REFINER_FILE)
+    return root
+
+
+def _load(pack, refiner: str = "none", dit: str = DIT_FILE, vae: str = VAE_FILE):
+    return pack.LoadEchoTorrent.execute(dit=dit, vae=vae, audio_encoder=AUDIO_ENCODER_FILE, refiner=refiner,
+                                        dtype="auto", device="auto")[0]
+
+
+@pytest.fixture(scope="module")
+def model(pack, models_dir):
+    return _load(pack, refiner=REFINER_FILE)
+
+
+def comfy_audio(seconds: float = 1.0, rate: int = 22050, channels: int = 2, batch: int = 1) -> dict:
+    time = torch.arange(round(seconds * rate)) / rate
+    tone = 0.3 * torch.sin(2 * torch.pi * 220 * time) * (1 + torch.sin(2 * torch.pi * 3 * time))
+    return {"waveform": tone.repeat(batch, channels, 1), "sample_rate": rate}
+
+
+def comfy_image(height: int = 40, width: int = 48, batch: int = 1) -> torch.Tensor:
+    return torch.rand(batch, height, width, 3, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="module")
+def features(pack, model):
+    return pack.AudioEncode.execute(model=model, audio=comfy_audio(), fps=FPS, normalize_loudness=True)
+
+
+def _sample(pack, model, features, **overrides):
+    inputs = dict(model=model, image=comfy_image(), audio_features=features, width=SIZE, height=SIZE, seed=3,
+                  steps=2, shift=5.0, solver="few_step", chunk_frames=3, window_frames=6)
+    return pack.EchoTorrentStreamingSampler.execute(**{**inputs, **overrides})
+
+
+@pytest.fixture(scope="module")
+def sampled(pack, model, features):
+    return _sample(pack, model, features[0])
+
+
+# Load EchoTorrent
+
+
+def test_loader_returns_the_networks(model):
+    assert model.refiner is not None and model.refiner is not model.vae
+    assert model.dit.cfg == TINY.dit
+    assert [Path(report.path).name for report in model.reports] == [DIT_FILE, VAE_FILE, AUDIO_ENCODER_FILE]
+    assert model.device == torch.device("cpu")  # ComfyUI runs with --cpu here
+    assert next(model.dit.parameters()).dtype == torch.float32
+
+
+def test_loader_cache_hit_returns_the_same_object(pack, model):
+    again = _load(pack, refiner=REFINER_FILE)
+    assert again is model
+
+
+def test_loader_reloads_a_changed_file_only(pack, model, models_dir):
+    first = _load(pack)
+    assert first.refiner is None and first.dit is model.dit  # unchanged files are not read again
+    path = models_dir / "vae" / VAE_FILE
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    second = _load(pack)
+    assert second is not first and second.vae is not first.vae and second.dit is first.dit
+
+
+def test_loader_missing_file_names_file_and_folders(pack, models_dir):
+    with pytest.raises(FileNotFoundError, match=r"DiT file 'missing_dit\.safetensors' was not found .*echotorrent"):
+        _load(pack, dit="missing_dit.safetensors")
+
+
+def test_loader_wrong_model_says_what_was_expected(pack, models_dir):
+    shutil.copy(models_dir / "vae" / VAE_FILE, models_dir / "echotorrent" / "a_vae.safetensors")
+    with pytest.raises(CheckpointError, match=r"DiT 'a_vae\.safetensors' could not be used: .*holds a Wan VAE.*"
+                                              r"expected a Wan DiT"):
+        _load(pack, dit="a_vae.safetensors")
+
+
+def test_loader_lists_safetensors_files(pack, models_dir):
+    (models_dir / "echotorrent" / "notes.txt").write_text("not a model")
+    schema = pack.LoadEchoTorrent.define_schema()
+    options = {item.id: item.options for item in schema.inputs if hasattr(item, "options")}
+    assert DIT_FILE in options["dit"] and "notes.txt" not in options["dit"]
+    assert options["refiner"][0] == "none" and REFINER_FILE in options["refiner"]
+    assert AUDIO_ENCODER_FILE in options["audio_encoder"]
+
+
+# Audio Encode
+
+
+def test_audio_encode_shapes_and_passthrough(features):
+    payload, frame_count = features
+    audio_cfg = TINY.dit.audio
+    assert frame_count == payload.num_frames == 25  # 1 s at 25 fps
+    assert payload.features.shape == (25, audio_cfg.encoder_layers, audio_cfg.audio_dim)
+    assert payload.fps == FPS
+    assert payload.audio["sample_rate"] == 22050 and payload.audio["waveform"].shape == (1, 2, 22050)
+
+
+def test_audio_encode_frame_count_follows_fps(pack, model):
+    payload, frame_count = pack.AudioEncode.execute(model=model, audio=comfy_audio(0.5, rate=16000, channels=1),
+                                                    fps=16.0, normalize_loudness=False)
+    assert frame_count == 8 and payload.features.shape[0] == 8
+
+
+def test_audio_encode_rejects_a_batch(pack, model):
+    with pytest.raises(ValueError, match=r"one speech track .*\[1, channels, samples\].*\(2, 2, 22050\)"):
+        pack.AudioEncode.execute(model=model, audio=comfy_audio(batch=2), fps=FPS, normalize_loudness=True)
+
+
+def test_audio_encode_rejects_empty_audio(pack, model):
+    with pytest.raises(ValueError, match="the AUDIO input is empty"):
+        pack.AudioEncode.execute(model=model, audio=comfy_audio(seconds=0), fps=FPS, normalize_loudness=True)
+
+
+# ACC Guidance
+
+
+def test_guidance_builds_policy_and_mask(pack):
+    mask = torch.zeros(1, 40, 48)
+    mask[:, 20:, 12:36] = 1
+    [guidance] = pack.ACCGuidance.execute(mode="text_audio_cfg", text_scale=4.0, audio_scale=3.0, schedule=True,
+                                          phases="0.6:1,1:0.5", inside_weight=1.0, outside_weight=0.2,
+                                          region_mask=mask)
+    policy = guidance.policy
+    assert (policy.mode, policy.text_scale, policy.audio_scale) == (GuidanceMode.TEXT_AUDIO_CFG, 4.0, 3.0)
+    assert [(p.start, p.end, p.scale) for p in policy.schedule.phases] == [(0.0, 0.6, 1.0), (0.6, 1.0, 0.5)]
+    assert policy.schedule.outside_weight == 0.2
+    assert guidance.region_mask.shape == (40, 48)
+
+
+def test_guidance_without_schedule(pack):
+    [guidance] = pack.ACCGuidance.execute(mode="audio_cfg", text_scale=5.0, audio_scale=4.0, schedule=False,
+                                          phases="garbage is ignored", inside_weight=1.0, outside_weight=0.3)
+    assert guidance.policy.schedule is None and guidance.region_mask is None
+
+
+def test_guidance_bad_phases_and_masks(pack):
+    args = dict(mode="audio_cfg", text_scale=5.0, audio_scale=4.0, schedule=True, inside_weight=1.0,
+                outside_weight=0.3)
+    with pytest.raises(ValueError, match="is not 'end:scale'"):
+        pack.ACCGuidance.execute(phases="0.5;1", **args)
+    with pytest.raises(ValueError, match="one region mask"):
+        pack.ACCGuidance.execute(phases="1:1", region_mask=torch.ones(2, 8, 8), **args)
+
+
+# Streaming Sampler
+
+
+def test_sampler_outputs(sampled, features):
+    frames, audio, latent, fps = sampled
+    payload = features[0]
+    assert frames.shape == (payload.num_frames, SIZE, SIZE, 3) and frames.dtype == torch.float32
+    assert 0 <= frames.min() and frames.max() <= 1
+    assert audio is payload.audio
+    assert fps == FPS
+    chunks = 3  # 25 frames -> 7 latent frames -> 3 chunks of 3
+    assert latent["samples"].shape == (1, TINY.vae.z_dim, 1 + chunks * 3, SIZE // 8, SIZE // 8)
+    assert torch.isfinite(latent["samples"]).all()
+
+
+def test_sampler_is_seeded(pack, model, features, sampled):
+    again = _sample(pack, model, features[0])
+    torch.testing.assert_close(again[0], sampled[0], rtol=0, atol=0)
+    other = _sample(pack, model, features[0], seed=4)
+    assert not torch.equal(other[0], sampled[0])
+
+
+def test_sampler_with_text_guidance_and_mask(pack, model, features, sampled):
+    mask = torch.zeros(1, 40, 48)
+    mask[:, 20:, 12:36] = 1
+    [guidance] = pack.ACCGuidance.execute(mode="text_audio_cfg", text_scale=4.0, audio_scale=3.0, schedule=True,
+                                          phases="0.5:1,1:0", inside_weight=1.0, outside_weight=0.3,
+                                          region_mask=mask)
+    text_dim, text_len = TINY.dit.text_dim, TINY.dit.text_len
+    positive = [[torch.randn(1, text_len + 5, text_dim), {"pooled_output": None}]]  # longer texts are cut
+    negative = [[torch.zeros(1, 3, text_dim), {}]]
+    frames = _sample(pack, model, features[0], positive=positive, negative=negative, guidance=guidance)[0]
+    assert frames.shape == sampled[0].shape and torch.isfinite(frames).all()
+    assert not torch.equal(frames, sampled[0])
+
+
+def test_sampler_rejects_an_image_batch(pack, model, features):
+    with pytest.raises(ValueError, match=r"one reference image \(IMAGE \[1, H, W, 3\]\), got shape \(2, 40, 48, 3\)"):
+        _sample(pack, model, features[0], image=comfy_image(batch=2))
+
+
+def test_sampler_rejects_conditioning_of_another_width(pack, model, features):
+    positive = [[torch.randn(1, 4, 4096), {}]]
+    with pytest.raises(ValueError, match=rf"positive conditioning has shape \(1, 4, 4096\).*\[1, L, {TINY.dit.text_dim}\]"):
+        _sample(pack, model, features[0], positive=positive)
+
+
+def test_sampler_rejects_an_ignored_mask(pack, model, features):
+    [guidance] = pack.ACCGuidance.execute(mode="single", text_scale=5.0, audio_scale=4.0, schedule=True,
+                                          phases="1:1", inside_weight=1.0, outside_weight=0.3,
+                                          region_mask=torch.ones(1, 8, 8))
+    with pytest.raises(ValueError, match="acts only through the spatiotemporal schedule"):
+        _sample(pack, model, features[0], guidance=guidance)
+
+
+def test_sampler_reports_progress_with_previews(pack, comfy, model, features):
+    calls = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, **_: calls.append((value, total, preview)))
+    try:
+        _sample(pack, model, features[0])
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    assert [(value, total) for value, total, _ in calls] == [(1, 3), (2, 3), (3, 3)]
+    kind, image, max_size = calls[-1][2]
+    assert kind == "JPEG" and image.size == (SIZE, SIZE) and max_size > 0
+
+
+def test_sampler_stops_when_interrupted(pack, comfy, model, features):
+    calls = []
+
+    def interrupt_after_first_chunk(value, total, preview, **_):
+        calls.append(value)
+        comfy.model_management.interrupt_current_processing(True)
+
+    comfy.utils.set_progress_bar_global_hook(interrupt_after_first_chunk)
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            _sample(pack, model, features[0])
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+        comfy.model_management.interrupt_current_processing(False)
+    assert calls == [1]
+
+
+# Refined VAE Decode
+
+
+def _decode(pack, model, latent, **overrides):
+    inputs = dict(model=model, latent=latent, decoder="base", drop_reference_frame=True, num_frames=0, chunk_frames=2)
+    return pack.RefinedVAEDecode.execute(**{**inputs, **overrides})[0]
+
+
+def test_decode_base_reproduces_the_sampler_frames(pack, model, sampled):
+    frames, _, latent, _ = sampled
+    decoded = _decode(pack, model, latent, num_frames=frames.shape[0])
+    torch.testing.assert_close(decoded, frames, rtol=0, atol=1e-5)
+    everything = _decode(pack, model, latent, chunk_frames=4)
+    assert everything.shape[0] == 4 * (latent["samples"].shape[2] - 1)
+    torch.testing.assert_close(everything[: frames.shape[0]], frames, rtol=0, atol=1e-5)
+
+
+def test_decode_with_refiner(pack, model, sampled):
+    frames, _, latent, _ = sampled
+    refined = _decode(pack, model, latent, decoder="refiner", num_frames=frames.shape[0])
+    assert refined.shape == frames.shape and not torch.allclose(refined, frames)
+    torch.testing.assert_close(_decode(pack, model, latent, decoder="auto", num_frames=frames.shape[0]), refined)
+
+
+def test_decode_refiner_needs_one_loaded(pack, models_dir, sampled):
+    without = _load(pack)
+    with pytest.raises(ValueError, match="refiner = none"):
+        _decode(pack, without, sampled[2], decoder="refiner")
+
+
+def test_decode_rejects_too_many_frames(pack, model, sampled):
+    latent = sampled[2]
+    with pytest.raises(ValueError, match=r"num_frames 1000 asked, but these 10 latent frames decode to 36 frames"):
+        _decode(pack, model, latent, num_frames=1000)
+
+
+def test_decode_stops_when_interrupted(pack, comfy, model, sampled):
+    comfy.model_management.interrupt_current_processing(True)
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            _decode(pack, model, sampled[2])
+    finally:
+        comfy.model_management.interrupt_current_processing(False)
