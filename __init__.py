@@ -3,9 +3,17 @@
 ComfyUI imports this folder as a package named after it, so only relative imports are used here.
 """
 
+import importlib.util
+import os
+import sys
+
 from comfy_api.latest import ComfyExtension, io
 
-from .nodes import NODE_CLASSES
+if importlib.util.find_spec("echotorrent_core") is None:
+    # A pack cloned into custom_nodes is not pip-installed: let the nodes import the core library beside them.
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
+
+from .nodes import NODE_CLASSES  # noqa: E402  (needs the path above)
 
 WEB_DIRECTORY = "./web"
 

@@ -16,6 +16,14 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACK_NAME = "echotorrent"  # the custom_nodes folder name ComfyUI loads this repository under
 BASE_SUBFOLDERS = ("custom_nodes", "models", "input", "output", "temp", "user")
+# Runs `main.py ARGS` as `python main.py ARGS` would, without the editable install of this repository, so the pack
+# loads as it does for people who clone it into custom_nodes without pip-installing it.
+LAUNCH_WITHOUT_EDITABLE_INSTALL = (
+    "import os, runpy, sys; "
+    "sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, '__module__', '').startswith('__editable___echotorrent')]; "
+    "sys.argv = sys.argv[1:]; sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0])); "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
 
 
 class ComfyServerError(RuntimeError):
@@ -52,7 +60,7 @@ class ComfyServer:
         port = free_loopback_port()
         log_path = base_dir / "comfyui.log"
         command = [
-            sys.executable, str(comfy_dir / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+            sys.executable, "-c", LAUNCH_WITHOUT_EDITABLE_INSTALL, str(comfy_dir / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
             "--base-directory", str(base_dir), "--database-url", f"sqlite:///{base_dir / 'user' / 'comfyui.db'}",
         ]
         with open(log_path, "wb") as log:
