@@ -23,6 +23,23 @@ def test_pack_is_imported_without_error(comfy_server: ComfyServer):
     assert f"Cannot import {comfy_server.base_dir / 'custom_nodes' / PACK_NAME}" not in log
 
 
+def test_pack_nodes_are_registered_under_the_echotorrent_category_with_tooltips(comfy_server: ComfyServer):
+    ours = {name: info for name, info in comfy_server.object_info().items()
+            if info.get("python_module") == f"custom_nodes.{PACK_NAME}"}
+    assert ours, "the pack registered no nodes"
+    for name, info in ours.items():
+        assert info["category"].startswith("EchoTorrent/"), (name, info["category"])
+        for section in ("required", "optional"):
+            for input_name, spec in info["input"].get(section, {}).items():
+                assert len(spec) > 1 and spec[1].get("tooltip"), f"{name}.{input_name} has no tooltip"
+
+
+def test_front_end_scripts_are_served_once_each(comfy_server: ComfyServer):
+    web = REPO_ROOT / "web"
+    served = [url for url in comfy_server.get_json("/extensions") if "echotorrent" in url]
+    assert sorted(served) == sorted(f"/extensions/{PACK_NAME}/{path.relative_to(web)}" for path in web.rglob("*.js"))
+
+
 def test_workflow_templates_list_the_pack_workflows(comfy_server: ComfyServer):
     listed = comfy_server.get_json("/workflow_templates").get(PACK_NAME, [])
     assert sorted(listed) == sorted(path.stem for path in (REPO_ROOT / "workflows").glob("*.json"))
