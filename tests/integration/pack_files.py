@@ -1,0 +1,136 @@
+"""Shared by the EchoTorrent integration tests: tiny random model files under the names the bundled workflows use,
+input media, workflow loading, mp4 inspection and a websocket listener for progress events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+import threading
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+from comfy_server import REPO_ROOT, ComfyServer
+from PIL import Image
+
+from echotorrent_core.random_bundle import write_random_bundle
+
+WORKFLOWS_DIR = REPO_ROOT / "workflows"
+# models/<folder>/<name>: the file names the bundled workflows select.
+MODEL_FILES = {
+    "dit": ("echotorrent", "echotorrent_default_dit.safetensors"),
+    "vae": ("vae", "wan_2.1_vae.safetensors"),
+    "audio_encoder": ("wav2vec2", "echotorrent_default_wav2vec2.safetensors"),
+}
+PORTRAIT = "echotorrent_portrait.png"
+FPS = 25
+
+
+def install_tiny_models(server: ComfyServer, scratch: Path) -> None:
+    """Write the tiny random networks into the server's model folders under the workflows' file names."""
+    bundle = write_random_bundle(scratch)
+    for source, (folder, name) in MODEL_FILES.items():
+        target = server.base_dir / "models" / folder
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(bundle / f"{source}.safetensors", target / name)
+
+
+def write_portrait(path: Path, width: int = 80, height: int = 96) -> None:
+    gradient = np.linspace(0, 255, width, dtype=np.uint8)
+    pixels = np.stack([np.tile(gradient, (height, 1))] * 3, axis=-1)
+    pixels[height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = (200, 120, 90)
+    Image.fromarray(pixels).save(path)
+
+
+def write_speech(path: Path, seconds: float, rate: int = 22050, channels: int = 2) -> None:
+    """A 16-bit WAV of an amplitude-modulated tone (speech-like loudness changes)."""
+    t = np.arange(round(seconds * rate)) / rate
+    tone = 0.3 * np.sin(2 * math.pi * 220 * t) * (1 + np.sin(2 * math.pi * 3 * t)) / 2
+    samples = np.repeat((tone * 32767).astype(np.int16)[:, None], channels, axis=1)
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(channels)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(samples.tobytes())
+
+
+def load_workflow(name: str) -> dict[str, Any]:
+    return json.loads((WORKFLOWS_DIR / f"{name}.json").read_text())
+
+
+def nodes_of_type(api_graph: dict[str, Any], class_type: str) -> list[dict[str, Any]]:
+    return [node for node in api_graph.values() if node["class_type"] == class_type]
+
+
+@dataclass(frozen=True)
+class Mp4Summary:
+    frames: int
+    width: int
+    height: int
+    fps: float
+    audio_seconds: float
+    audio_rate: int
+
+
+def summarize_mp4(path: Path) -> Mp4Summary:
+    """Decode every video frame and the audio stream of an mp4."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(video))
+        width, height, fps = video.codec_context.width, video.codec_context.height, float(video.average_rate)
+    with av.open(str(path)) as container:
+        audio = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(audio))
+        rate = audio.rate
+    return Mp4Summary(frames, width, height, fps, samples / rate, rate)
+
+
+def saved_video(server: ComfyServer, outputs: dict[str, Any], node_id: str) -> Path:
+    [record] = outputs[node_id]["images"]
+    return server.output_dir / record["subfolder"] / record["filename"]
+
+
+class ProgressListener:
+    """Collects the server's websocket messages for the harness's client id, in a background thread."""
+
+    def __init__(self, server: ComfyServer) -> None:
+        self.url = server.url.replace("http://", "ws://") + f"/ws?clientId={server.client_id}"
+        self.messages: list[tuple[float, dict[str, Any]]] = []
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._listen()), daemon=True)
+
+    def __enter__(self) -> ProgressListener:
+        self._thread.start()
+        if not self._connected.wait(10):
+            raise RuntimeError(f"could not open {self.url}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    async def _listen(self) -> None:
+        async with aiohttp.ClientSession() as session, session.ws_connect(self.url) as socket:
+            self._connected.set()
+            while not self._stop.is_set():
+                try:
+                    message = await socket.receive(timeout=0.1)
+                except asyncio.TimeoutError:
+                    continue
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    self.messages.append((time.monotonic(), json.loads(message.data)))
+                elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    return
+
+    def progress(self, node_id: str) -> list[tuple[float, int, int]]:
+        """(arrival time, value, max) of every `progress` event of node `node_id` so far."""
+        return [(at, data["data"]["value"], data["data"]["max"]) for at, data in list(self.messages)
+                if data.get("type") == "progress" and data["data"].get("node") == node_id]

@@ -1,0 +1,67 @@
+"""The bundled UI workflows, converted with ui_to_api and run over HTTP on a tiny random model, write an mp4 with
+the audio's frame count, the sampler's resolution and the speech as its sound track."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from comfy_server import ComfyServer
+from pack_files import (
+    FPS, MODEL_FILES, PORTRAIT, install_tiny_models, load_workflow, nodes_of_type, saved_video, summarize_mp4,
+    write_portrait, write_speech,
+)
+from ui_to_api import ui_to_api
+
+# The graphs ask for 480x832; the tiny random model is run at a CPU-friendly size instead.
+TEST_SIZE = (64, 48)  # width, height
+SPEECH = {"echotorrent_generate": ("echotorrent_speech.wav", 1.0), "echotorrent_long_stream": ("echotorrent_long_speech.wav", 2.2)}
+AUDIO_TOLERANCE_SECONDS = 0.05  # aac frame padding
+
+
+@pytest.fixture(scope="module")
+def prepared_server(comfy_server: ComfyServer, tmp_path_factory: pytest.TempPathFactory) -> ComfyServer:
+    install_tiny_models(comfy_server, tmp_path_factory.mktemp("tiny-bundle"))
+    write_portrait(comfy_server.input_dir / PORTRAIT)
+    for file_name, seconds in SPEECH.values():
+        write_speech(comfy_server.input_dir / file_name, seconds)
+    return comfy_server
+
+
+@pytest.mark.parametrize("name", sorted(SPEECH))
+def test_workflow_writes_a_video_with_the_speech(prepared_server: ComfyServer, name: str):
+    workflow = load_workflow(name)
+    assert any(node["type"] == "Note" for node in workflow["nodes"])
+    api = ui_to_api(workflow, prepared_server.object_info())
+    [loader] = nodes_of_type(api, "EchoTorrentLoadModel")
+    assert [loader["inputs"][key] for key in MODEL_FILES] == [name for _, name in MODEL_FILES.values()]
+    [sampler] = nodes_of_type(api, "EchoTorrentStreamingSampler")
+    sampler["inputs"]["width"], sampler["inputs"]["height"] = TEST_SIZE
+
+    outputs = prepared_server.run(api, timeout=240)["outputs"]
+
+    [save_id] = [node_id for node_id, node in api.items() if node["class_type"] == "SaveVideo"]
+    video = summarize_mp4(saved_video(prepared_server, outputs, save_id))
+    _, seconds = SPEECH[name]
+    assert video.frames == math.floor(seconds * FPS)
+    assert (video.width, video.height) == TEST_SIZE
+    assert video.fps == FPS
+    assert abs(video.audio_seconds - seconds) <= AUDIO_TOLERANCE_SECONDS
+
+
+def test_long_stream_decodes_through_the_refined_vae_decode(prepared_server: ComfyServer):
+    api = ui_to_api(load_workflow("echotorrent_long_stream"), prepared_server.object_info())
+    [decode_id] = [node_id for node_id, node in api.items() if node["class_type"] == "EchoTorrentRefinedVAEDecode"]
+    [create] = nodes_of_type(api, "CreateVideo")
+    assert create["inputs"]["images"] == [decode_id, 0]
+    [encode_id] = [node_id for node_id, node in api.items() if node["class_type"] == "EchoTorrentAudioEncode"]
+    assert api[decode_id]["inputs"]["num_frames"] == [encode_id, 1]
+
+
+def test_generate_workflow_ships_guidance_bypassed(prepared_server: ComfyServer):
+    workflow = load_workflow("echotorrent_generate")
+    [guidance] = [node for node in workflow["nodes"] if node["type"] == "EchoTorrentACCGuidance"]
+    assert guidance["mode"] == 4  # bypassed: distilled models run one pass per step
+    api = ui_to_api(workflow, prepared_server.object_info())
+    [sampler] = nodes_of_type(api, "EchoTorrentStreamingSampler")
+    assert "guidance" not in sampler["inputs"] and not nodes_of_type(api, "EchoTorrentACCGuidance")
