@@ -145,7 +145,8 @@ class LoadEchoTorrent(io.ComfyNode):
             paths["refiner"] = find_model_file(REFINER_FOLDERS, refiner, "decoder refiner")
             keys["refiner"] = _file_key(paths["refiner"]) + keys["vae"]
         bundle_key = tuple(sorted(keys.items()))
-        return io.NodeOutput(LOAD_CACHE.get("model", bundle_key, lambda: cls._load(paths, keys, torch_dtype, torch_device)))
+        model = LOAD_CACHE.get("model", bundle_key, lambda: cls._load(paths, keys, torch_dtype, torch_device))
+        return io.NodeOutput(model)
 
     @classmethod
     def _load(cls, paths: dict[str, Path], keys: dict[str, tuple], dtype: torch.dtype,

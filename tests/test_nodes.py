@@ -270,7 +270,8 @@ def test_sampler_rejects_an_image_batch(pack, model, features):
 
 def test_sampler_rejects_conditioning_of_another_width(pack, model, features):
     positive = [[torch.randn(1, 4, 4096), {}]]
-    with pytest.raises(ValueError, match=rf"positive conditioning has shape \(1, 4, 4096\).*\[1, L, {TINY.dit.text_dim}\]"):
+    expected = rf"positive conditioning has shape \(1, 4, 4096\).*\[1, L, {TINY.dit.text_dim}\]"
+    with pytest.raises(ValueError, match=expected):
         _sample(pack, model, features[0], positive=positive)
 
 

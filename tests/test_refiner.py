@@ -81,7 +81,8 @@ def test_full_vae_is_rejected(tmp_path: Path):
 def test_unrelated_file_is_rejected(tmp_path: Path):
     path = tmp_path / "other.safetensors"
     save_file({"blocks.0.self_attn.q.weight": torch.zeros(2, 2)}, str(path))
-    with pytest.raises(CheckpointError, match=r"other\.safetensors is not a VAE decoder refiner.*decoder\.conv1\.weight"):
+    expected = r"other\.safetensors is not a VAE decoder refiner.*decoder\.conv1\.weight"
+    with pytest.raises(CheckpointError, match=expected):
         load_decoder_refiner(path, _vae(0))
 
 

@@ -15,7 +15,10 @@ from ui_to_api import ui_to_api
 
 # The graphs ask for 480x832; the tiny random model is run at a CPU-friendly size instead.
 TEST_SIZE = (64, 48)  # width, height
-SPEECH = {"echotorrent_generate": ("echotorrent_speech.wav", 1.0), "echotorrent_long_stream": ("echotorrent_long_speech.wav", 2.2)}
+SPEECH = {  # workflow -> (the speech file it loads, seconds written there)
+    "echotorrent_generate": ("echotorrent_speech.wav", 1.0),
+    "echotorrent_long_stream": ("echotorrent_long_speech.wav", 2.2),
+}
 AUDIO_TOLERANCE_SECONDS = 0.05  # aac frame padding
 
 
