@@ -90,11 +90,16 @@ class LoadCache:
 LOAD_CACHE = LoadCache()
 
 
-def _load_checked(role: str, name: str, load: Callable[[], Any]) -> Any:
-    try:
-        return load()
-    except CheckpointError as error:
-        raise CheckpointError(f"{role} {name!r} could not be used: {error}") from error
+def _load_cached(role: str, key: tuple, path: Path, load: Callable[[], Any]) -> Any:
+    """The cached `role` object while `key` holds, else `load()`; checkpoint errors name the role and the file."""
+
+    def checked() -> Any:
+        try:
+            return load()
+        except CheckpointError as error:
+            raise CheckpointError(f"{role} {path.name!r} could not be used: {error}") from error
+
+    return LOAD_CACHE.get(role, key, checked)
 
 
 class LoadEchoTorrent(io.ComfyNode):
@@ -151,15 +156,15 @@ class LoadEchoTorrent(io.ComfyNode):
     @classmethod
     def _load(cls, paths: dict[str, Path], keys: dict[str, tuple], dtype: torch.dtype,
               device: torch.device) -> EchoTorrentModel:
-        dit_model, dit_report = LOAD_CACHE.get("dit", keys["dit"], lambda: _load_checked(
-            "DiT", paths["dit"].name, lambda: load_dit(paths["dit"], dtype=dtype, device=device)))
-        vae_model, vae_report = LOAD_CACHE.get("vae", keys["vae"], lambda: _load_checked(
-            "VAE", paths["vae"].name, lambda: load_vae(paths["vae"], dtype=dtype, device=device)))
-        encoder, encoder_report = LOAD_CACHE.get("audio_encoder", keys["audio_encoder"], lambda: _load_checked(
-            "audio encoder", paths["audio_encoder"].name,
-            lambda: load_audio_encoder(paths["audio_encoder"], dtype=torch.float32, device=device)))
+        dit_model, dit_report = _load_cached(
+            "DiT", keys["dit"], paths["dit"], lambda: load_dit(paths["dit"], dtype=dtype, device=device))
+        vae_model, vae_report = _load_cached(
+            "VAE", keys["vae"], paths["vae"], lambda: load_vae(paths["vae"], dtype=dtype, device=device))
+        encoder, encoder_report = _load_cached(
+            "audio encoder", keys["audio_encoder"], paths["audio_encoder"],
+            lambda: load_audio_encoder(paths["audio_encoder"], dtype=torch.float32, device=device))
         refined = None
         if "refiner" in paths:
-            refined = LOAD_CACHE.get("refiner", keys["refiner"], lambda: _load_checked(
-                "decoder refiner", paths["refiner"].name, lambda: load_decoder_refiner(paths["refiner"], vae_model)))
+            refined = _load_cached("decoder refiner", keys["refiner"], paths["refiner"],
+                                   lambda: load_decoder_refiner(paths["refiner"], vae_model))
         return EchoTorrentModel(dit_model, vae_model, encoder, (dit_report, vae_report, encoder_report), refined)
