@@ -133,6 +133,22 @@ class LoadEchoTorrent(io.ComfyNode):
         )
 
     @classmethod
+    def fingerprint_inputs(cls, dit: str, vae: str, audio_encoder: str, refiner: str, dtype: str,
+                           device: str) -> tuple:
+        """Changes when a chosen file changes on disk, so ComfyUI runs the loader again instead of reusing its
+        last output (a file that cannot be found is left to `execute` to report)."""
+        chosen = [(DIT_FOLDERS, dit), (VAE_FOLDERS, vae), (AUDIO_ENCODER_FOLDERS, audio_encoder)]
+        if refiner != NO_REFINER:
+            chosen.append((REFINER_FOLDERS, refiner))
+        stamps = []
+        for folders, name in chosen:
+            try:
+                stamps.append(_file_key(find_model_file(folders, name, "model")))
+            except FileNotFoundError:
+                stamps.append((name,))
+        return (*stamps, dtype, device)
+
+    @classmethod
     def execute(cls, dit: str, vae: str, audio_encoder: str, refiner: str, dtype: str, device: str) -> io.NodeOutput:
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)

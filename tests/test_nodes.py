@@ -147,6 +147,18 @@ def test_loader_reloads_a_changed_file_only(pack, model, models_dir):
     assert second is not first and second.vae is not first.vae and second.dit is first.dit
 
 
+def test_loader_fingerprint_follows_the_files(pack, models_dir):
+    inputs = dict(dit=DIT_FILE, vae=VAE_FILE, audio_encoder=AUDIO_ENCODER_FILE, refiner=REFINER_FILE, dtype="auto",
+                  device="auto")
+    before = pack.LoadEchoTorrent.fingerprint_inputs(**inputs)
+    assert pack.LoadEchoTorrent.fingerprint_inputs(**inputs) == before
+    path = models_dir / "vae" / REFINER_FILE
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert pack.LoadEchoTorrent.fingerprint_inputs(**inputs) != before
+    assert pack.LoadEchoTorrent.fingerprint_inputs(**{**inputs, "dit": "gone.safetensors"}) != before
+
+
 def test_loader_missing_file_names_file_and_folders(pack, models_dir):
     with pytest.raises(FileNotFoundError, match=r"DiT file 'missing_dit\.safetensors' was not found .*echotorrent"):
         _load(pack, dit="missing_dit.safetensors")
