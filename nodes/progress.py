@@ -7,7 +7,7 @@ import comfy.utils
 import torch
 from PIL import Image
 
-PREVIEW_MAX_SIZE = 512
+PREVIEW_MAX_SIZE = 512  # longest preview side; smaller frames are sent as they are (the server would upscale)
 
 
 def check_interrupt() -> None:
@@ -27,5 +27,5 @@ class ChunkProgress:
         preview = None
         if frame is not None:
             pixels = (frame.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-            preview = ("JPEG", Image.fromarray(pixels), PREVIEW_MAX_SIZE)
+            preview = ("JPEG", Image.fromarray(pixels), min(PREVIEW_MAX_SIZE, max(pixels.shape[:2])))
         self.bar.update_absolute(chunks, self.total, preview)

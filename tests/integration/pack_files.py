@@ -4,9 +4,11 @@ input media, workflow loading, mp4 inspection and a websocket listener for progr
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import math
 import shutil
+import struct
 import threading
 import time
 import wave
@@ -23,6 +25,7 @@ from PIL import Image
 from echotorrent_core.random_bundle import write_random_bundle
 
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
+PREVIEW_EVENT, JPEG_FORMAT = 1, 1  # binary websocket message: u32 event, u32 image format, image bytes
 # models/<folder>/<name>: the file names the bundled workflows select.
 MODEL_FILES = {
     "dit": ("echotorrent", "echotorrent_default_dit.safetensors"),
@@ -98,11 +101,13 @@ def saved_video(server: ComfyServer, outputs: dict[str, Any], node_id: str) -> P
 
 
 class ProgressListener:
-    """Collects the server's websocket messages for the harness's client id, in a background thread."""
+    """Collects the server's websocket messages (JSON events and binary previews) for the harness's client id, in a
+    background thread."""
 
     def __init__(self, server: ComfyServer) -> None:
         self.url = server.url.replace("http://", "ws://") + f"/ws?clientId={server.client_id}"
         self.messages: list[tuple[float, dict[str, Any]]] = []
+        self.binary: list[bytes] = []
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._listen()), daemon=True)
@@ -127,6 +132,8 @@ class ProgressListener:
                     continue
                 if message.type == aiohttp.WSMsgType.TEXT:
                     self.messages.append((time.monotonic(), json.loads(message.data)))
+                elif message.type == aiohttp.WSMsgType.BINARY:
+                    self.binary.append(message.data)
                 elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                     return
 
@@ -134,3 +141,8 @@ class ProgressListener:
         """(arrival time, value, max) of every `progress` event of node `node_id` so far."""
         return [(at, data["data"]["value"], data["data"]["max"]) for at, data in list(self.messages)
                 if data.get("type") == "progress" and data["data"].get("node") == node_id]
+
+    def jpeg_previews(self) -> list[Image.Image]:
+        """The JPEG preview images received so far."""
+        header = struct.pack(">II", PREVIEW_EVENT, JPEG_FORMAT)
+        return [Image.open(io.BytesIO(data[len(header):])) for data in list(self.binary) if data.startswith(header)]

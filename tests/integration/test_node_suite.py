@@ -95,7 +95,7 @@ def _node_id(api: dict, class_type: str) -> str:
     return node_id
 
 
-def test_guidance_with_region_mask_runs(prepared_server: ComfyServer):
+def test_guidance_with_region_mask_runs_with_chunk_progress_and_previews(prepared_server: ComfyServer):
     workflow = load_workflow("echotorrent_generate")
     [guidance] = [node for node in workflow["nodes"] if node["type"] == "EchoTorrentACCGuidance"]
     guidance["mode"] = 0  # un-bypass
@@ -106,10 +106,15 @@ def test_guidance_with_region_mask_runs(prepared_server: ComfyServer):
     assert sampler["inputs"]["guidance"] == [guidance_id, 0]
     api[guidance_id]["inputs"]["region_mask"] = [_node_id(api, "LoadImage"), 1]  # the portrait's (empty) alpha mask
 
-    outputs = prepared_server.run(api, timeout=240)["outputs"]
+    with ProgressListener(prepared_server) as listener:
+        outputs = prepared_server.run(api, timeout=240)["outputs"]
 
     video = summarize_mp4(saved_video(prepared_server, outputs, _node_id(api, "SaveVideo")))
     assert (video.frames, video.width, video.height) == (25, SIZE, SIZE)
+    sampler_id = _node_id(api, "EchoTorrentStreamingSampler")
+    assert [(value, total) for _, value, total in listener.progress(sampler_id)] == [(1, 3), (2, 3), (3, 3)]
+    previews = listener.jpeg_previews()
+    assert len(previews) == 3 and all(preview.size == (SIZE, SIZE) for preview in previews)
 
 
 def test_interrupt_stops_the_sampler_within_one_chunk(prepared_server: ComfyServer):
