@@ -68,3 +68,21 @@ def test_generate_workflow_ships_guidance_bypassed(prepared_server: ComfyServer)
     api = ui_to_api(workflow, prepared_server.object_info())
     [sampler] = nodes_of_type(api, "EchoTorrentStreamingSampler")
     assert "guidance" not in sampler["inputs"] and not nodes_of_type(api, "EchoTorrentACCGuidance")
+
+
+@pytest.mark.parametrize("name", sorted(SPEECH))
+def test_workflow_links_match_their_slots(name: str):
+    """Every link is listed by its origin output and named by its target input, with matching types, as the front
+    end requires to draw the graph."""
+    workflow = load_workflow(name)
+    nodes = {node["id"]: node for node in workflow["nodes"]}
+    assert workflow["last_node_id"] == max(nodes) and workflow["last_link_id"] == len(workflow["links"])
+    for link_id, origin, origin_slot, target, target_slot, link_type in workflow["links"]:
+        output = nodes[origin]["outputs"][origin_slot]
+        target_input = nodes[target]["inputs"][target_slot]
+        assert link_id in output["links"] and target_input["link"] == link_id
+        assert output["type"] == target_input["type"] == link_type
+    linked = {link[0] for link in workflow["links"]}
+    for node in nodes.values():
+        for output in node["outputs"]:
+            assert set(output["links"] or []) <= linked
