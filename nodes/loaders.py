@@ -20,12 +20,13 @@ from .types import EchoTorrentModel, ModelType
 
 ECHOTORRENT_FOLDER = "echotorrent"
 WAV2VEC2_FOLDER = "wav2vec2"
-for _name in (ECHOTORRENT_FOLDER, WAV2VEC2_FOLDER):
+AUDIO_ENCODERS_FOLDER = "audio_encoders"  # built into recent ComfyUI (a no-op there), added for older ones
+for _name in (ECHOTORRENT_FOLDER, WAV2VEC2_FOLDER, AUDIO_ENCODERS_FOLDER):
     folder_paths.add_model_folder_path(_name, os.path.join(folder_paths.models_dir, _name))
 
 DIT_FOLDERS = (ECHOTORRENT_FOLDER, "diffusion_models")
 VAE_FOLDERS = ("vae",)
-AUDIO_ENCODER_FOLDERS = ("audio_encoders", WAV2VEC2_FOLDER)
+AUDIO_ENCODER_FOLDERS = (AUDIO_ENCODERS_FOLDER, WAV2VEC2_FOLDER)
 REFINER_FOLDERS = (ECHOTORRENT_FOLDER, "vae")
 NO_REFINER = "none"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
