@@ -367,3 +367,16 @@ def test_decode_stops_when_interrupted(pack, comfy, model, sampled):
             _decode(pack, model, sampled[2])
     finally:
         comfy.model_management.interrupt_current_processing(False)
+
+
+def test_bf16_model_samples_and_decodes(pack, models_dir):
+    bf16 = pack.LoadEchoTorrent.execute(dit=DIT_FILE, vae=VAE_FILE, audio_encoder=AUDIO_ENCODER_FILE,
+                                        refiner=REFINER_FILE, dtype="bf16", device="cpu")[0]
+    assert {p.dtype for p in bf16.dit.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in bf16.refiner.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in bf16.audio_encoder.parameters()} == {torch.float32}
+    payload, frame_count = pack.AudioEncode.execute(model=bf16, audio=comfy_audio(0.5), fps=FPS, normalize_loudness=True)
+    frames, _, latent, _ = _sample(pack, bf16, payload)
+    assert frames.shape == (frame_count, SIZE, SIZE, 3) and torch.isfinite(frames).all()
+    decoded = _decode(pack, bf16, latent, num_frames=frame_count)
+    torch.testing.assert_close(decoded, frames, rtol=0, atol=1e-5)
