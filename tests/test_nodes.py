@@ -375,7 +375,8 @@ def test_bf16_model_samples_and_decodes(pack, models_dir):
     assert {p.dtype for p in bf16.dit.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in bf16.refiner.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in bf16.audio_encoder.parameters()} == {torch.float32}
-    payload, frame_count = pack.AudioEncode.execute(model=bf16, audio=comfy_audio(0.5), fps=FPS, normalize_loudness=True)
+    payload, frame_count = pack.AudioEncode.execute(model=bf16, audio=comfy_audio(0.5), fps=FPS,
+                                                    normalize_loudness=True)
     frames, _, latent, _ = _sample(pack, bf16, payload)
     assert frames.shape == (frame_count, SIZE, SIZE, 3) and torch.isfinite(frames).all()
     decoded = _decode(pack, bf16, latent, num_frames=frame_count)
