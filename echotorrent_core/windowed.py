@@ -70,7 +70,8 @@ class WindowedBidirectionalSampler:
         motion_latents = 1 + (self.settings.motion_frames - 1) // self.stride
         with torch.no_grad():
             motion = self.vae.encode(reference.to(param.device, next(self.vae.parameters()).dtype)[None, :, None])
-            base = self.dit.prepare_conditioning(text=None)
+            cfg = self.dit.cfg
+            base = self.dit.prepare_conditioning(text=param.new_zeros(1, cfg.text_len, cfg.text_dim))
         conditions = NullConditions(self.dit, base, base)
         generator = torch.Generator().manual_seed(self.settings.seed)
         sigmas = flow.many_step_timesteps(self.settings.steps, self.settings.shift).tolist() + [0.0]

@@ -80,8 +80,6 @@ def test_tables_have_the_expected_rows_and_positive_numbers(streamed) -> None:
     assert [row[0] for row in summary] == ["streaming", "streaming"] and summary[0][-1] == "1.00x"
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="windowed.py calls dit.prepare_conditioning(text=None), "
-                   "which raises; drop this mark with the fix")
 def test_windowed_baseline_is_recorded_per_window(models, inputs) -> None:
     dit, vae = models
     sampler = WindowedBidirectionalSampler(dit, vae, WindowSettings(window_frames=17, motion_frames=9, steps=2))
