@@ -6,16 +6,21 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .dit_attention import ContextKV
+
 
 @dataclass(frozen=True)
 class Conditioning:
     """text `[B, text_len, dim]` (zero-padded raw text, then `text_embedding`); image `[B, N_img, dim]` (i2v
     CLIP tokens after `img_emb`) or None; audio `[B, F_audio, context_tokens, token_dim]` (first-frame tokens,
-    then the rest) or None, in which case the audio layers are skipped."""
+    then the rest) or None, in which case the audio layers are skipped; context_kv the per-block projected
+    cross-attention keys / values of text and image (computed by `prepare_conditioning`; None = project on every
+    pass)."""
 
     text: torch.Tensor
     image: torch.Tensor | None = None
     audio: torch.Tensor | None = None
+    context_kv: tuple[ContextKV, ...] | None = None
 
     @property
     def batch(self) -> int:

@@ -57,7 +57,7 @@ class WanDiT(nn.Module):
         audio_first: torch.Tensor | None = None,
         audio_rest: torch.Tensor | None = None,
     ) -> Conditioning:
-        """Embed the conditions once.
+        """Embed the conditions once, including every block's projected cross-attention keys / values.
 
         text `[B, L, text_dim]` with L <= text_len (None = an all-zero context, the same as an empty text);
         clip_fea `[B, N_img, image_dim]` (required exactly when the model has an image branch); audio_first
@@ -96,7 +96,9 @@ class WanDiT(nn.Module):
             )
             if audio.shape[0] != batch:
                 raise ValueError(f"audio batch {audio.shape[0]} differs from the conditioning batch {batch}")
-        return Conditioning(text=self.text_embedding(text), image=image, audio=audio)
+        text = self.text_embedding(text)
+        context_kv = tuple(block.cross_attn.context_kv(text, image) for block in self.blocks)
+        return Conditioning(text=text, image=image, audio=audio, context_kv=context_kv)
 
     def create_kv_cache(
         self,
@@ -256,8 +258,9 @@ class WanDiT(nn.Module):
         e, e6 = self._time_embedding(t, batch, frames)
         positions = grid_positions(frame_start, frames, rows, cols, device=tokens.device)
         rope = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_theta)
+        contexts = cond.context_kv or [block.cross_attn.context_kv(cond.text, cond.image) for block in self.blocks]
         for index, block in enumerate(self.blocks):
-            tokens = block(tokens, e6, rope, attend_for_block(index), cond.text, cond.image, cond.audio)
+            tokens = block(tokens, e6, rope, attend_for_block(index), contexts[index], cond.audio)
         out = self.head(tokens, e)
         return self._unpatchify(out, grid)
 

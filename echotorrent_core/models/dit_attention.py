@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -39,6 +41,18 @@ class SelfAttention(_QKVOProjections):
         return q, k, v
 
 
+@dataclass(frozen=True)
+class ContextKV:
+    """One block's projected cross-attention context, computed once per conditioning and reused by every pass:
+    text keys / values `[B, text_len, heads, head_dim]` (keys RMS-normalised), image ones `[B, N_img, heads,
+    head_dim]` or None."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+    k_img: torch.Tensor | None = None
+    v_img: torch.Tensor | None = None
+
+
 class CrossAttention(_QKVOProjections):
     """Text cross-attention, plus the CLIP image branch (`k_img`, `v_img`, `norm_k_img`) when `image` is True."""
 
@@ -53,15 +67,22 @@ class CrossAttention(_QKVOProjections):
     def has_image_branch(self) -> bool:
         return hasattr(self, "k_img")
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
-        """x `[B, L, dim]`, text `[B, text_len, dim]`, image `[B, N_img, dim]` (i2v only) -> `[B, L, dim]`."""
+    def context_kv(self, text: torch.Tensor, image: torch.Tensor | None = None) -> ContextKV:
+        """Project the context once: text `[B, text_len, dim]`, image `[B, N_img, dim]` (i2v only)."""
         heads = self.num_heads
-        q = self.norm_q(self.q(x)).unflatten(-1, (heads, -1))
         k = self.norm_k(self.k(text)).unflatten(-1, (heads, -1))
-        out = attention(q, k, self.v(text).unflatten(-1, (heads, -1)))
-        if self.has_image_branch:
-            if image is None:
-                raise ValueError("this DiT has an image branch: the conditioning needs CLIP image tokens")
-            k_img = self.norm_k_img(self.k_img(image)).unflatten(-1, (heads, -1))
-            out = out + attention(q, k_img, self.v_img(image).unflatten(-1, (heads, -1)))
+        v = self.v(text).unflatten(-1, (heads, -1))
+        if not self.has_image_branch:
+            return ContextKV(k, v)
+        if image is None:
+            raise ValueError("this DiT has an image branch: the conditioning needs CLIP image tokens")
+        k_img = self.norm_k_img(self.k_img(image)).unflatten(-1, (heads, -1))
+        return ContextKV(k, v, k_img, self.v_img(image).unflatten(-1, (heads, -1)))
+
+    def forward(self, x: torch.Tensor, context: ContextKV) -> torch.Tensor:
+        """x `[B, L, dim]` attends to the projected text (+ image) context -> `[B, L, dim]`."""
+        q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1))
+        out = attention(q, context.k, context.v)
+        if context.k_img is not None:
+            out = out + attention(q, context.k_img, context.v_img)
         return self.o(out)

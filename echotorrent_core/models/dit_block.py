@@ -10,7 +10,7 @@ from torch import nn
 from echotorrent_core.config import DiTConfig
 
 from .audio_adapter import AudioCrossAttention
-from .dit_attention import CrossAttention, SelfAttention
+from .dit_attention import ContextKV, CrossAttention, SelfAttention
 
 # (q, k, v) each [B, L, heads, head_dim] -> [B, L, heads * head_dim]; supplied per forward (mask or KV cache).
 Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -48,16 +48,15 @@ class WanBlock(nn.Module):
         e: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         attend: Attend,
-        text: torch.Tensor,
-        image: torch.Tensor | None,
+        context: ContextKV,
         audio: torch.Tensor | None,
     ) -> torch.Tensor:
         """Run the block.
 
         x `[B, L, dim]` tokens in (frame, row, col) order; e `[B, Ft, 6, dim]` projected time embedding with
-        Ft = 1 (one timestep per sample) or Ft = frames; rope `(cos, sin)` `[L, head_dim // 2]`; text
-        `[B, text_len, dim]`; image `[B, N_img, dim]` or None; audio `[B, frames, N, token_dim]` or None (the audio
-        layers are skipped). Returns `[B, L, dim]`.
+        Ft = 1 (one timestep per sample) or Ft = frames; rope `(cos, sin)` `[L, head_dim // 2]`; context this
+        block's projected text (+ image) keys / values; audio `[B, frames, N, token_dim]` or None (the audio layers
+        are skipped). Returns `[B, L, dim]`.
         """
         frames = e.shape[1]
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation + e.float()).unsqueeze(3).unbind(2)
@@ -67,7 +66,7 @@ class WanBlock(nn.Module):
         y = self.self_attn.o(attend(*self.self_attn.project(h, *rope)))
         x = (x_frames + _per_frame(y.float(), frames) * gate1).flatten(1, 2).to(x.dtype)
 
-        x = x + self.cross_attn(self.norm3(x), text, image)
+        x = x + self.cross_attn(self.norm3(x), context)
         if audio is not None:
             x = x + self.audio_cross_attn(self.norm_x(x), audio)
 
