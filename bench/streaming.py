@@ -14,6 +14,7 @@ while the memory in use stays flat; MALLOC_MMAP_THRESHOLD_=131072 fixes the thre
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import os
 import sys
 import time
@@ -27,13 +28,18 @@ from echotorrent_core.benchmark.report import (
 from echotorrent_core.benchmark.runs import CONTROL_CHUNKS
 from echotorrent_core.benchmark.stats import selected
 from echotorrent_core.streaming import StreamingSampler, StreamSettings
-from echotorrent_core.windowed import WindowedBidirectionalSampler
+from echotorrent_core.benchmark.extrapolate import scale_steps
+from echotorrent_core.benchmark.flops import count_flops
+from echotorrent_core.config import get_preset
+from echotorrent_core.windowed import WindowedBidirectionalSampler, WindowSettings
 
 CPU_DEFAULTS = {"preset": "tiny", "height": 64, "width": 64, "device": "cpu"}
 GPU_PRESET = {"preset": "wan2.1-1.3b", "height": 480, "width": 832, "device": "cuda", "dtype": "bfloat16"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MEMORY_CHUNK = 20
 RECOMPUTE_CHUNKS = (1, 2, 5, 10, 20, 30)
+BASELINE_STEPS = WindowSettings().steps
+FLOP_REFERENCE = ("wan2.1-1.3b", 480, 832)  # the real student's size: counted on meta tensors, nothing runs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=4, help="few-step denoising steps per chunk (default 4)")
     parser.add_argument("--baseline-windows", type=int, default=2,
                         help="81-frame windows of the bidirectional baseline to run (default 2)")
+    parser.add_argument("--baseline-steps", type=int, default=BASELINE_STEPS,
+                        help=f"steps actually run per baseline window; fewer than {BASELINE_STEPS} are scaled to "
+                             f"{BASELINE_STEPS} (per-pass time x passes, decode timed apart; default {BASELINE_STEPS})")
     parser.add_argument("--recompute-chunks", type=int, default=30,
                         help="chunks of the no-cache prefix-recomputing sampler (default 30)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1; 0 = torch's default)")
@@ -64,8 +73,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
                 setattr(args, key, value)
     if args.dtype is None:
         args.dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
-    if min(args.chunks, args.steps, args.baseline_windows, args.recompute_chunks) < 1:
-        raise SystemExit("--chunks, --steps, --baseline-windows and --recompute-chunks must be >= 1")
+    if min(args.chunks, args.steps, args.baseline_windows, args.recompute_chunks, args.baseline_steps) < 1:
+        raise SystemExit("--chunks, --steps, --baseline-windows, --baseline-steps and --recompute-chunks must be >= 1")
     return args
 
 
@@ -102,17 +111,34 @@ def main(argv: list[str] | None = None) -> int:
     print(chunk_latency_table(recompute, selected(len(recompute.units), RECOMPUTE_CHUNKS)) + "\n")
     print(stream_figures(recompute, target=None) + "\n")
 
-    windowed_sampler = WindowedBidirectionalSampler(dit, vae)
+    windowed_sampler = WindowedBidirectionalSampler(dit, vae, WindowSettings(steps=args.baseline_steps))
     windowed = run_windows("windowed bidirectional", windowed_sampler, reference, features, args.baseline_windows,
                            memory)
     print(window_table(windowed))
+    if args.baseline_steps != BASELINE_STEPS:
+        windowed = scale_steps(windowed, BASELINE_STEPS)
+        print(f"windowed: ran {args.baseline_steps} steps per window, scaled to {BASELINE_STEPS} (passes and "
+              f"non-decode time x {BASELINE_STEPS / args.baseline_steps:g}); decode time as measured")
     print(f"windowed s/frame is extrapolated per frame from {args.baseline_windows} window(s), not a full "
           f"{frames}-frame video ({windowed_sampler.settings.window_frames}-frame windows, "
           f"{windowed_sampler.settings.motion_frames} motion frames, {windowed_sampler.guidance.mode.value})\n")
 
     print(summary_table(streaming, [windowed, recompute]))
-    print(speed_up_verdict(streaming, windowed))
+    print(speed_up_verdict(streaming, windowed) + "\n")
+    print(flop_lines(args, settings, windowed_sampler.settings))
     return 0
+
+
+def flop_lines(args: argparse.Namespace, settings: StreamSettings, window: WindowSettings) -> str:
+    """FLOPs per output frame of both methods, for this run's model and for the real 1.3B student at 480x832."""
+    lines = ["compute per output frame (FlopCounterMode on meta tensors; matmul, conv and attention FLOPs)"]
+    cases = [(args.preset, args.height, args.width), FLOP_REFERENCE]
+    for preset, height, width in dict.fromkeys(cases):
+        figures = count_flops(get_preset(preset), height, width, settings, replace(window, steps=BASELINE_STEPS))
+        lines.append(f"  {preset} {height}x{width}: streaming {figures.stream_per_frame / 1e9:,.1f} GFLOP/frame "
+                     f"(decode {figures.stream_decode_share:.0%}), windowed "
+                     f"{figures.window_per_frame / 1e9:,.1f} GFLOP/frame -> {figures.ratio:.1f}x less compute")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -103,3 +103,27 @@ def test_stats_ranges_and_growth() -> None:
     units = [StepRecord(n, 1.0 if n < 10 else 2.0, 0.5, 12, 4) for n in range(1, 21)]
     growth = latency_growth(units)
     assert growth.early == (3, 7) and growth.late == (15, 20) and growth.ratio == 2.0
+
+
+def test_flop_count_of_the_real_student_favours_streaming() -> None:
+    from echotorrent_core.benchmark.flops import count_flops
+    from echotorrent_core.config import get_preset
+
+    figures = count_flops(get_preset("wan2.1-1.3b"), 480, 832)
+    # one streaming pass: 3 latent frames of 30 x 52 tokens through 30 blocks of width 1536, at least 2 FLOPs per
+    # weight per token in the linear layers alone
+    tokens = 3 * 30 * 52
+    assert figures.stream_pass > 2 * tokens * 30 * (4 * 1536**2 + 2 * 1536 * 8960)
+    assert figures.window_pass > 7 * figures.stream_pass  # 21 frames against 3
+    assert 0 < figures.stream_decode_share < 1
+    assert figures.ratio > 20
+
+
+def test_scaled_steps_keep_decode_time_and_scale_the_rest() -> None:
+    from echotorrent_core.benchmark.extrapolate import scale_steps
+    from echotorrent_core.benchmark.records import RunRecord, StepRecord
+
+    run = RunRecord("w", 4, (StepRecord(1, 3.0, 1.0, 80, 12),), (), 3.5, 3.5)
+    scaled = scale_steps(run, 40)
+    assert scaled.units[0].seconds == 1.0 + 2.0 * 10 and scaled.units[0].passes == 120
+    assert scaled.total_seconds == 3.5 + 18.0 and scaled.steps == 40

@@ -1,0 +1,28 @@
+"""Scaling a run of fewer denoising steps to the step count it stands for.
+
+Every denoising pass of a method costs the same (same shapes, same network), so a window run with `steps` steps
+whose VAE decode is timed apart gives the time of `target_steps` steps as decode + (rest) x target / steps.
+Used to time the 40-step baseline on models too slow to run 40 steps of on a CPU; the table says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .records import RunRecord, StepRecord
+
+
+def scale_steps(run: RunRecord, target_steps: int) -> RunRecord:
+    """`run` as if each unit had made `target_steps` steps: passes and non-decode seconds scaled."""
+    if target_steps < 1:
+        raise ValueError(f"target_steps must be >= 1, got {target_steps}")
+    factor = target_steps / run.steps
+    units = tuple(
+        StepRecord(u.number, u.decode_seconds + (u.seconds - u.decode_seconds) * factor, u.decode_seconds,
+                   u.frames, round(u.passes * factor))
+        for u in run.units
+    )
+    added = sum(new.seconds - old.seconds for new, old in zip(units, run.units))
+    return replace(run, name=f"{run.name} ({run.steps}->{target_steps} steps)", steps=target_steps, units=units,
+                   first_output_seconds=run.first_output_seconds + (units[0].seconds - run.units[0].seconds),
+                   total_seconds=run.total_seconds + added)
