@@ -23,13 +23,13 @@ from torch import nn
 from ..config import DiTConfig, VAEConfig, Wav2VecConfig, config_from_json, config_to_json
 from . import dit_keys, vae_keys, wav2vec_keys
 from .errors import CheckpointError
+from .key_check import key_mismatch
 from .layouts import DetectedLayout, detect_layout, require_family
 from .safetensors_io import read_state_dict, write_state_dict
 
 CONFIG_METADATA_KEY = "echotorrent_config"
 FORMAT_METADATA_KEY = "format"
 NATIVE_FORMAT = "echotorrent-native"
-_MAX_LISTED_KEYS = 8
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
 
@@ -46,12 +46,6 @@ class LoadReport:
 
     def describe(self) -> str:
         return f"{Path(self.path).name}: {self.layout.describe()}, {self.num_tensors} tensors, {self.dtype}"
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(sorted(names)[:_MAX_LISTED_KEYS])
-    more = len(names) - _MAX_LISTED_KEYS
-    return shown + (f" (+{more} more)" if more > 0 else "")
 
 
 def _choose_dtype(state: dict[str, torch.Tensor], dtype: torch.dtype | None) -> torch.dtype:
@@ -92,22 +86,9 @@ def _build_and_load(
             model = factory()
     else:
         model = factory()
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-                  if k in state and state[k].shape != v.shape]
-    if missing or unexpected or mismatched:
-        details = []
-        if missing:
-            details.append(f"missing {len(missing)} keys: {_listing(missing)}")
-        if unexpected:
-            details.append(f"unexpected {len(unexpected)} keys: {_listing(unexpected)}")
-        if mismatched:
-            details.append(f"shape mismatches (file vs model): {_listing(mismatched)}")
-        raise CheckpointError(
-            f"{path} ({detected.describe()}) does not match the model built for {config}: " + "; ".join(details)
-        )
+    mismatch = key_mismatch(model.state_dict(), state, "model")
+    if mismatch:
+        raise CheckpointError(f"{path} ({detected.describe()}) does not match the model built for {config}: {mismatch}")
     converted = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in state.items()}
     model.load_state_dict(converted, strict=True, assign=skip_init)
     if any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):

@@ -14,19 +14,13 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError
+from .key_check import key_mismatch, listing
 from .safetensors_io import read_state_dict, write_state_dict
 
 REFINER_PREFIXES: tuple[str, ...] = ("decoder.", "conv2.")
 REFINER_ANCHOR = "decoder.conv1.weight"
 FORMAT_METADATA_KEY = "format"
 REFINER_FORMAT = "echotorrent-decoder-refiner"
-_MAX_LISTED_KEYS = 8
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(sorted(names)[:_MAX_LISTED_KEYS])
-    more = len(names) - _MAX_LISTED_KEYS
-    return shown + (f" (+{more} more)" if more > 0 else "")
 
 
 def decoder_state(vae: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -40,12 +34,12 @@ def _strip_prefix(state: dict[str, torch.Tensor], path: object) -> dict[str, tor
     if len(anchors) != 1:
         raise CheckpointError(
             f"{path} is not a VAE decoder refiner: expected exactly one '{REFINER_ANCHOR}' key (native Wan decoder "
-            f"names, optionally prefixed), found {len(anchors)}; keys: {_listing(list(state))}"
+            f"names, optionally prefixed), found {len(anchors)}; keys: {listing(list(state))}"
         )
     prefix = anchors[0][: -len(REFINER_ANCHOR)]
     outside = [key for key in state if not key.startswith(prefix)]
     if outside:
-        raise CheckpointError(f"{path}: keys outside the prefix '{prefix}': {_listing(outside)}")
+        raise CheckpointError(f"{path}: keys outside the prefix '{prefix}': {listing(outside)}")
     return {key[len(prefix):]: value for key, value in state.items()}
 
 
@@ -61,22 +55,12 @@ def load_decoder_refiner(path: str | Path, base_vae: torch.nn.Module) -> torch.n
     if foreign:
         raise CheckpointError(
             f"{path} is not a VAE decoder refiner: it holds keys other than decoder.* and conv2.* "
-            f"({_listing(foreign)}); a full VAE belongs in the VAE input"
+            f"({listing(foreign)}); a full VAE belongs in the VAE input"
         )
     expected = decoder_state(base_vae)
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    mismatched = [f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}" for key, value in expected.items()
-                  if key in state and state[key].shape != value.shape]
-    if missing or unexpected or mismatched:
-        details = []
-        if missing:
-            details.append(f"missing {len(missing)} keys: {_listing(missing)}")
-        if unexpected:
-            details.append(f"unexpected {len(unexpected)} keys: {_listing(unexpected)}")
-        if mismatched:
-            details.append(f"shape mismatches (file vs base VAE): {_listing(mismatched)}")
-        raise CheckpointError(f"{path} does not fit the base VAE's decoder: " + "; ".join(details))
+    mismatch = key_mismatch(expected, state, "base VAE")
+    if mismatch:
+        raise CheckpointError(f"{path} does not fit the base VAE's decoder: {mismatch}")
     refined = copy.deepcopy(base_vae)
     refined.load_state_dict(
         {key: value.to(expected[key].device, expected[key].dtype) for key, value in state.items()}, strict=False
