@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{BASELINE_STEPS} (per-pass time x passes, decode timed apart; default {BASELINE_STEPS})")
     parser.add_argument("--recompute-chunks", type=int, default=30,
                         help="chunks of the no-cache prefix-recomputing sampler (default 30)")
+    parser.add_argument("--no-load-check", dest="load_check", action="store_false",
+                        help=f"skip the {CONTROL_CHUNKS}+{CONTROL_CHUNKS} load-check chunks (for slow models where only "
+                             "the speed-up is wanted)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1; 0 = torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
@@ -97,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{settings.sink_frames}, {settings.steps} few-step steps, single pass; video {frames} frames\n")
 
     streaming = run_stream("streaming (KV cache)", StreamingSampler(dit, vae, settings), reference, features,
-                           args.chunks, memory, memory_at=(min(MEMORY_CHUNK, args.chunks), args.chunks), control=True)
+                           args.chunks, memory, memory_at=(min(MEMORY_CHUNK, args.chunks), args.chunks),
+                           control=args.load_check)
     for section in (chunk_latency_table(streaming), decade_table(streaming), stream_figures(streaming),
                     memory_table(streaming, memory.source)):
         print(section + "\n")
