@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a development environment: .venv with the package (editable, test extras, pinned torch stack from
-# constraints.txt) and a ComfyUI for the integration tests (scripts/setup_comfyui.py). Idempotent and fast when
+# constraints.txt), a ComfyUI for the integration tests (scripts/setup_comfyui.py) and Debian's chromium for the
+# browser tests (scripts/install_chromium.sh, apt-get when /usr/bin/chromium is missing). Idempotent and fast when
 # nothing changed. PYTHON picks the interpreter for a new .venv (default python3); COMFYUI_PATH reuses a ComfyUI.
 set -euo pipefail
 
@@ -25,4 +26,5 @@ else
 fi
 
 "$VENV/bin/python" "$ROOT/scripts/setup_comfyui.py"
+bash "$ROOT/scripts/install_chromium.sh"  # browser tests: Debian's chromium via apt when missing
 log "done"
