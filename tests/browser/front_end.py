@@ -17,7 +17,6 @@ CHROMIUM_ARGS = (
     "--no-first-run", "--disable-sync", "--disable-quic",
 )
 PACK_NAME = "echotorrent"
-TEMPLATE_PATH = f"/api/workflow_templates/{PACK_NAME}/"  # where the server serves the pack's workflows folder
 APP_TIMEOUT_MS = 60_000
 # The app is ready when the node definitions are registered and the start-up graph is on the canvas.
 APP_READY = "() => window.app?.canvas && 'KSampler' in (window.LiteGraph?.registered_node_types ?? {}) && app.graph?.nodes.length > 0"
@@ -62,18 +61,12 @@ class ConsoleLog:
         host = urlsplit(entry.url).netloc
         return entry.text.startswith("Failed to load resource") and bool(host) and host != self.server_host
 
-    def is_missing_thumbnail(self, entry: ConsoleEntry) -> bool:
-        """The template browser's request for a template's optional thumbnail (`workflows/<name>.jpg`), which this
-        pack does not ship: the browser shows a placeholder picture instead."""
-        path = urlsplit(entry.url).path
-        return entry.text.startswith("Failed to load resource") and path.startswith(TEMPLATE_PATH) and path.endswith(".jpg")
-
     def pack_errors(self, since: int | None = None) -> list[ConsoleEntry]:
         """Errors that name this pack anywhere in the log, and every error after `since` (while a workflow of the
-        pack loads), except failed lookups on other hosts and the missing template thumbnails."""
+        pack loads), except failed lookups on other hosts."""
         errors = []
         for position, entry in enumerate(self.entries):
-            if entry.kind not in ("error", "pageerror") or self.is_offline_lookup(entry) or self.is_missing_thumbnail(entry):
+            if entry.kind not in ("error", "pageerror") or self.is_offline_lookup(entry):
                 continue
             names_pack = PACK_NAME in (entry.text + entry.url).lower()
             if names_pack or (since is not None and position >= since):

@@ -1,5 +1,6 @@
 """The pack loads into a real ComfyUI server, and a UI-format core workflow runs over HTTP through ui_to_api."""
 
+import io
 import math
 import re
 import wave
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import requests
 from comfy_server import PACK_NAME, REPO_ROOT, ComfyServer
 from PIL import Image
 from ui_to_api import ui_to_api
@@ -43,6 +45,15 @@ def test_front_end_scripts_are_served_once_each(comfy_server: ComfyServer):
 def test_workflow_templates_list_the_pack_workflows(comfy_server: ComfyServer):
     listed = comfy_server.get_json("/workflow_templates").get(PACK_NAME, [])
     assert sorted(listed) == sorted(path.stem for path in (REPO_ROOT / "workflows").glob("*.json"))
+
+
+def test_every_workflow_template_has_a_thumbnail(comfy_server: ComfyServer):
+    """The template browser shows `workflows/<name>.jpg` on each card."""
+    for workflow in sorted((REPO_ROOT / "workflows").glob("*.json")):
+        response = requests.get(f"{comfy_server.url}/api/workflow_templates/{PACK_NAME}/{workflow.stem}.jpg", timeout=30)
+        assert response.status_code == 200, workflow.name
+        with Image.open(io.BytesIO(response.content)) as thumbnail:
+            assert thumbnail.format == "JPEG" and min(thumbnail.size) >= 128
 
 
 def write_tone(path: Path) -> np.ndarray:
