@@ -36,6 +36,10 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--chunk-frames", type=int, default=3, help="latent frames per chunk (x4 video frames)")
     parser.add_argument("--window-frames", type=int, default=6, help="latent frames kept in the rolling KV window")
     parser.add_argument("--fps", type=float, default=25.0)
+    parser.add_argument("--loudness", type=float, default=-23.0,
+                        help="LUFS the speech is normalised to before encoding (the mp4 keeps the original)")
+    parser.add_argument("--no-loudness-normalization", dest="loudness", action="store_const", const=None,
+                        help="encode the speech as recorded")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 
@@ -92,7 +96,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     try:
         result = generate_to_file(bundle, args.image, args.audio, args.out, height, width, settings, guidance,
-                                  text, negative, on_chunk=on_chunk)
+                                  text, negative, on_chunk=on_chunk, loudness_lufs=args.loudness)
     except KeyboardInterrupt:
         bar.close()
         print(f"interrupted: {args.out} holds the chunks finished so far", file=sys.stderr)

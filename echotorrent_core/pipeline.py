@@ -16,7 +16,14 @@ import torch
 from .checkpoints.loaders import LoadReport, load_audio_encoder, load_dit, load_vae
 from .checkpoints.safetensors_io import read_state_dict
 from .guidance import GuidancePolicy
-from .media import Mp4StreamWriter, audio_duration_frames, load_image, load_audio_channels, to_mono_resampled
+from .media import (
+    Mp4StreamWriter,
+    audio_duration_frames,
+    load_audio_channels,
+    load_image,
+    normalize_loudness,
+    to_mono_resampled,
+)
 from .streaming import ChunkOutput, StreamingSampler, StreamSettings
 
 BUNDLE_FILES = {"dit": "dit.safetensors", "vae": "vae.safetensors", "audio_encoder": "audio_encoder.safetensors"}
@@ -109,15 +116,20 @@ def generate_to_file(
     text: torch.Tensor | None = None,
     negative_text: torch.Tensor | None = None,
     on_chunk: Callable[[ChunkOutput, int], None] | None = None,
+    loudness_lufs: float | None = -23.0,
 ) -> GenerationResult:
     """Stream a lip-synced video into `out_path` chunk by chunk; inputs are validated before the file is created.
 
+    The speech the audio encoder hears is normalised to `loudness_lufs` (ITU-R BS.1770; None = as recorded), as
+    MultiTalk / InfiniteTalk do; the mp4 gets the original audio untouched.
     `on_chunk(chunk, total_chunks)` is called after each chunk is written (progress bars). An exception or Ctrl-C
     mid-stream leaves a playable mp4 of the chunks written so far.
     """
     reference = load_image(image, height, width)
     original, original_rate = load_audio_channels(audio)
     waveform = to_mono_resampled(original, original_rate, bundle.audio_encoder.cfg.sample_rate)
+    if loudness_lufs is not None:
+        waveform = normalize_loudness(waveform, bundle.audio_encoder.cfg.sample_rate, loudness_lufs)
     features = encode_audio_features(bundle, waveform, settings.fps)
     sampler = StreamingSampler(bundle.dit, bundle.vae, settings, guidance)
     total = sampler.num_chunks(len(features))

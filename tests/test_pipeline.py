@@ -46,6 +46,24 @@ def write_wav(path: Path, seconds: float, rate: int = 22050, channels: int = 2) 
     return path
 
 
+def test_speech_is_loudness_normalised_before_encoding(bundle, tmp_path: Path, monkeypatch) -> None:
+    import torchaudio.functional as AF
+
+    from echotorrent_core import pipeline
+
+    heard = []
+    encode = pipeline.encode_audio_features
+    monkeypatch.setattr(pipeline, "encode_audio_features",
+                        lambda b, waveform, fps: heard.append(waveform) or encode(b, waveform, fps))
+    face, speech = write_png(tmp_path / "face.png"), write_wav(tmp_path / "speech.wav", seconds=1.0)
+    rate = bundle.audio_encoder.cfg.sample_rate
+    for loudness in (-23.0, -30.0, None):
+        generate_to_file(bundle, face, speech, tmp_path / "out.mp4", SIZE, SIZE, _settings(), loudness_lufs=loudness)
+    measured = [AF.loudness(w[None], rate).item() for w in heard]
+    assert abs(measured[0] + 23.0) < 0.5 and abs(measured[1] + 30.0) < 0.5
+    assert abs(measured[2] + 23.0) > 3  # as recorded
+
+
 def write_png(path: Path, height: int = 50, width: int = 40) -> Path:
     pixels = (np.random.RandomState(0).rand(height, width, 3) * 255).astype(np.uint8)
     Image.fromarray(pixels).save(path)
