@@ -24,6 +24,8 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--dit", default=None, help="DiT checkpoint (overrides the bundle's)")
     parser.add_argument("--vae", default=None, help="VAE checkpoint (overrides the bundle's)")
     parser.add_argument("--audio-encoder", default=None, help="wav2vec2 checkpoint (overrides the bundle's)")
+    parser.add_argument("--audio-adapter", default=None,
+                        help="MultiTalk/InfiniteTalk audio-layer file applied on the DiT (e.g. on a Wan2.1 base)")
     parser.add_argument("--text-embeds", default=None, help="safetensors with 'context' [L, 4096] (+ 'negative')")
     parser.add_argument("--height", type=int, default=None, help="output height, multiple of 16 (default: bundle's)")
     parser.add_argument("--width", type=int, default=None, help="output width, multiple of 16 (default: bundle's)")
@@ -77,7 +79,7 @@ def _generate(args: argparse.Namespace) -> int:
     from .pipeline import generate_to_file, load_bundle, load_text_embeddings
 
     (dit_path, vae_path, audio_path), defaults = _resolve_checkpoints(args)
-    bundle = load_bundle(dit_path, vae_path, audio_path, device=args.device)
+    bundle = load_bundle(dit_path, vae_path, audio_path, device=args.device, audio_adapter=args.audio_adapter)
     for report in bundle.reports:
         print(f"loaded {report.describe()}", file=sys.stderr)
     text, negative = load_text_embeddings(args.text_embeds) if args.text_embeds else (None, None)

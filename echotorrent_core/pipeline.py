@@ -69,12 +69,13 @@ def bundle_defaults(folder: str | Path) -> dict:
 
 def load_bundle(
     dit_path: str | Path, vae_path: str | Path, audio_encoder_path: str | Path,
-    device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu", dtype: torch.dtype | None = None, audio_adapter: str | Path | None = None,
 ) -> ModelBundle:
-    """Load the DiT and VAE in `dtype` (default: fp32 on CPU, bf16 on CUDA) and the audio encoder in fp32."""
+    """Load the DiT (plus an optional MultiTalk/InfiniteTalk audio-adapter file) and VAE in `dtype` (default: fp32
+    on CPU, bf16 on CUDA) and the audio encoder in fp32."""
     device = torch.device(device)
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-    dit, dit_report = load_dit(dit_path, dtype=dtype, device=device)
+    dit, dit_report = load_dit(dit_path, dtype=dtype, device=device, audio_adapter=audio_adapter)
     vae, vae_report = load_vae(vae_path, dtype=dtype, device=device)
     encoder, encoder_report = load_audio_encoder(audio_encoder_path, dtype=torch.float32, device=device)
     return ModelBundle(dit, vae, encoder, (dit_report, vae_report, encoder_report))

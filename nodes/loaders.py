@@ -28,7 +28,9 @@ DIT_FOLDERS = (ECHOTORRENT_FOLDER, "diffusion_models")
 VAE_FOLDERS = ("vae",)
 AUDIO_ENCODER_FOLDERS = (AUDIO_ENCODERS_FOLDER, WAV2VEC2_FOLDER)
 REFINER_FOLDERS = (ECHOTORRENT_FOLDER, "vae")
+AUDIO_ADAPTER_FOLDERS = (ECHOTORRENT_FOLDER, "diffusion_models")
 NO_REFINER = "none"
+NO_AUDIO_ADAPTER = "none"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -129,18 +131,24 @@ class LoadEchoTorrent(io.ComfyNode):
                                tooltip="Weight dtype of the DiT and VAE; auto = bf16 on a GPU, fp32 on the CPU."),
                 io.Combo.Input("device", options=["auto", "cpu", "cuda"], default="auto",
                                tooltip="Where the networks run; auto = ComfyUI's device (the CPU under --cpu)."),
+                io.Combo.Input("audio_adapter", options=[NO_AUDIO_ADAPTER] + model_files(AUDIO_ADAPTER_FOLDERS),
+                               default=NO_AUDIO_ADAPTER,
+                               tooltip="Optional MultiTalk/InfiniteTalk audio-layer file applied on the DiT (e.g. an "
+                                       "InfiniteTalk adapter on a Wan2.1 base); 'none' uses the DiT file as it is."),
             ],
             outputs=[ModelType.Output("model", display_name="model", tooltip="The loaded EchoTorrent networks.")],
         )
 
     @classmethod
     def fingerprint_inputs(cls, dit: str, vae: str, audio_encoder: str, refiner: str, dtype: str,
-                           device: str) -> tuple:
+                           device: str, audio_adapter: str = NO_AUDIO_ADAPTER) -> tuple:
         """Changes when a chosen file changes on disk, so ComfyUI runs the loader again instead of reusing its
         last output (a file that cannot be found is left to `execute` to report)."""
         chosen = [(DIT_FOLDERS, dit), (VAE_FOLDERS, vae), (AUDIO_ENCODER_FOLDERS, audio_encoder)]
         if refiner != NO_REFINER:
             chosen.append((REFINER_FOLDERS, refiner))
+        if audio_adapter != NO_AUDIO_ADAPTER:
+            chosen.append((AUDIO_ADAPTER_FOLDERS, audio_adapter))
         stamps = []
         for folders, name in chosen:
             try:
@@ -150,7 +158,8 @@ class LoadEchoTorrent(io.ComfyNode):
         return (*stamps, dtype, device)
 
     @classmethod
-    def execute(cls, dit: str, vae: str, audio_encoder: str, refiner: str, dtype: str, device: str) -> io.NodeOutput:
+    def execute(cls, dit: str, vae: str, audio_encoder: str, refiner: str, dtype: str, device: str,
+                audio_adapter: str = NO_AUDIO_ADAPTER) -> io.NodeOutput:
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
         paths = {
@@ -166,6 +175,9 @@ class LoadEchoTorrent(io.ComfyNode):
         if refiner != NO_REFINER:
             paths["refiner"] = find_model_file(REFINER_FOLDERS, refiner, "decoder refiner")
             keys["refiner"] = _file_key(paths["refiner"]) + keys["vae"]
+        if audio_adapter != NO_AUDIO_ADAPTER:
+            paths["audio_adapter"] = find_model_file(AUDIO_ADAPTER_FOLDERS, audio_adapter, "audio adapter")
+            keys["dit"] += _file_key(paths["audio_adapter"])
         bundle_key = tuple(sorted(keys.items()))
         model = LOAD_CACHE.get("model", bundle_key, lambda: cls._load(paths, keys, torch_dtype, torch_device))
         return io.NodeOutput(model)
@@ -174,7 +186,8 @@ class LoadEchoTorrent(io.ComfyNode):
     def _load(cls, paths: dict[str, Path], keys: dict[str, tuple], dtype: torch.dtype,
               device: torch.device) -> EchoTorrentModel:
         dit_model, dit_report = _load_cached(
-            "DiT", keys["dit"], paths["dit"], lambda: load_dit(paths["dit"], dtype=dtype, device=device))
+            "DiT", keys["dit"], paths["dit"],
+            lambda: load_dit(paths["dit"], dtype=dtype, device=device, audio_adapter=paths.get("audio_adapter")))
         vae_model, vae_report = _load_cached(
             "VAE", keys["vae"], paths["vae"], lambda: load_vae(paths["vae"], dtype=dtype, device=device))
         encoder, encoder_report = _load_cached(

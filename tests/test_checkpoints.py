@@ -152,3 +152,40 @@ def test_scaled_fp8_weights_are_dequantised(tiny_dit: WanDiT, tmp_path: Path) ->
     loaded, report = load_dit(path, dtype=torch.float32, num_heads=2, audio_dim=TINY_AUDIO_DIM)
     reference = tiny_dit.state_dict()[key]
     torch.testing.assert_close(loaded.state_dict()[key], reference, atol=float(reference.abs().max()) * 0.07, rtol=0)
+
+
+def _split_audio_layers(model: WanDiT) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    from echotorrent_core.checkpoints.loaders import is_audio_key
+
+    state = model.state_dict()
+    base = {k: v for k, v in state.items() if not is_audio_key(k)}
+    audio = {k: v for k, v in state.items() if is_audio_key(k)}
+    return base, audio
+
+
+def test_base_dit_plus_audio_adapter_file_equals_the_full_model(tiny_dit: WanDiT, tmp_path: Path) -> None:
+    base, audio = _split_audio_layers(tiny_dit)
+    assert audio and all(k.startswith(("audio_proj.", "blocks.")) for k in audio)
+    base_file = _save_plain({f"model.diffusion_model.{k}": v for k, v in base.items()}, tmp_path / "base.safetensors")
+    adapter_file = _save_plain(audio, tmp_path / "infinitetalk.safetensors")
+    merged, report = load_dit(base_file, num_heads=2, audio_dim=TINY_AUDIO_DIM, audio_adapter=adapter_file)
+    assert report.config.audio == TINY.dit.audio
+    assert "audio adapter" in report.path
+    _assert_same_weights(merged, tiny_dit)
+    without, _ = load_dit(base_file, num_heads=2)
+    assert without.cfg.audio is None
+
+
+def test_audio_adapter_misuse_is_named(tiny_dit: WanDiT, tmp_path: Path) -> None:
+    base, audio = _split_audio_layers(tiny_dit)
+    adapter_file = _save_plain(audio, tmp_path / "adapter.safetensors")
+    with pytest.raises(CheckpointError, match=r"holds a MultiTalk/InfiniteTalk audio adapter.*expected a Wan DiT"):
+        load_dit(adapter_file)
+    full_file = save_dit(tiny_dit, tmp_path / "full.safetensors")
+    with pytest.raises(CheckpointError, match="is not an audio adapter"):
+        load_dit(full_file, audio_adapter=full_file)
+    extra_block = {k.replace("blocks.1.", "blocks.2."): v.clone() for k, v in audio.items() if k.startswith("blocks.1.")}
+    too_deep = _save_plain(audio | extra_block, tmp_path / "deep.safetensors")
+    base_file = _save_plain(base, tmp_path / "base.safetensors")
+    with pytest.raises(CheckpointError, match=r"unexpected \d+ keys: blocks\.2\.audio_cross_attn"):
+        load_dit(base_file, num_heads=2, audio_dim=TINY_AUDIO_DIM, audio_adapter=too_deep)

@@ -95,6 +95,29 @@ def model(pack, models_dir):
     return _load(pack, refiner=REFINER_FILE)
 
 
+def test_loader_applies_an_audio_adapter_file_to_a_base_dit(pack, models_dir: Path) -> None:
+    from dataclasses import replace
+
+    from echotorrent_core.checkpoints.loaders import is_audio_key, load_dit, save_audio_adapter, save_dit
+    from echotorrent_core.models.dit import WanDiT
+
+    full, _ = load_dit(models_dir / "echotorrent" / DIT_FILE)
+    base = WanDiT(replace(full.cfg, audio=None))
+    base.load_state_dict({k: v for k, v in full.state_dict().items() if not is_audio_key(k)})
+    save_dit(base, models_dir / "echotorrent" / "base_dit.safetensors")
+    save_audio_adapter(full, models_dir / "echotorrent" / "audio_adapter.safetensors")
+    options = pack.LoadEchoTorrent.define_schema().inputs[-1].options
+    assert options[0] == "none" and "audio_adapter.safetensors" in options
+    with pytest.raises(CheckpointError, match="audio adapter"):
+        _load(pack, dit="audio_adapter.safetensors")
+    loaded = pack.LoadEchoTorrent.execute(dit="base_dit.safetensors", vae=VAE_FILE, audio_encoder=AUDIO_ENCODER_FILE,
+                                          refiner="none", dtype="auto", device="auto",
+                                          audio_adapter="audio_adapter.safetensors")[0]
+    assert loaded.dit.cfg == full.cfg
+    for key, value in full.state_dict().items():
+        assert torch.equal(loaded.dit.state_dict()[key], value), key
+
+
 def comfy_audio(seconds: float = 1.0, rate: int = 22050, channels: int = 2, batch: int = 1) -> dict:
     time = torch.arange(round(seconds * rate)) / rate
     tone = 0.3 * torch.sin(2 * torch.pi * 220 * time) * (1 + torch.sin(2 * torch.pi * 3 * time))

@@ -161,6 +161,24 @@ def test_cli_generates_a_video(bundle_dir: Path, tmp_path: Path, capsys) -> None
     assert frames.shape == (15, 64, 64, 3) and sound is not None
 
 
+def test_cli_applies_an_audio_adapter(bundle_dir: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from echotorrent_core.checkpoints.loaders import is_audio_key, load_dit, save_audio_adapter, save_dit
+    from echotorrent_core.models.dit import WanDiT
+
+    full, _ = load_dit(bundle_dir / "dit.safetensors")
+    base = WanDiT(replace(full.cfg, audio=None))
+    base.load_state_dict({k: v for k, v in full.state_dict().items() if not is_audio_key(k)})
+    args = ["generate", "--model", str(bundle_dir), "--image", str(write_png(tmp_path / "face.png")),
+            "--audio", str(write_wav(tmp_path / "speech.wav", 0.5)), "--steps", "1", "--device", "cpu"]
+    assert cli.main(args + ["--out", str(tmp_path / "full.mp4")]) == 0
+    adapted = args + ["--dit", str(save_dit(base, tmp_path / "base.safetensors")),
+                      "--audio-adapter", str(save_audio_adapter(full, tmp_path / "adapter.safetensors"))]
+    assert cli.main(adapted + ["--out", str(tmp_path / "adapted.mp4")]) == 0
+    assert np.array_equal(read_video_frames(tmp_path / "full.mp4")[0], read_video_frames(tmp_path / "adapted.mp4")[0])
+
+
 def test_cli_reports_bad_input_with_exit_code_2(bundle_dir: Path, tmp_path: Path, capsys) -> None:
     code = cli.main([
         "generate", "--model", str(bundle_dir), "--image", str(_empty(tmp_path / "face.png")),

@@ -123,7 +123,7 @@ def _shape(sd: dict[str, torch.Tensor], key: str) -> tuple[int, ...]:
     return tuple(sd[key].shape)
 
 
-def _audio_config_from_state_dict(sd: dict[str, torch.Tensor], audio_dim: int | None) -> AudioAdapterConfig:
+def audio_config_from_state_dict(sd: dict[str, torch.Tensor], audio_dim: int | None) -> AudioAdapterConfig:
     """Audio adapter sizes from `audio_proj.*` / `audio_cross_attn` shapes (odd window, VAE temporal stride 4)."""
     stride = AudioAdapterConfig.vae_temporal_stride
     intermediate, first_in = _shape(sd, "audio_proj.proj1.weight")
@@ -205,5 +205,5 @@ def config_from_state_dict(
         freq_dim=_shape(sd, "time_embedding.0.weight")[1],
         patch_size=tuple(patch),
         image_dim=image_dim,
-        audio=_audio_config_from_state_dict(sd, audio_dim) if has_audio else None,
+        audio=audio_config_from_state_dict(sd, audio_dim) if has_audio else None,
     )

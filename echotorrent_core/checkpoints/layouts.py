@@ -24,21 +24,27 @@ TRAINING_GROUPS: tuple[str, ...] = ("generator_ema.", "generator.")
 LAYOUT_ANCHORS: dict[tuple[str, str], tuple[str, ...]] = {
     ("dit", "native"): ("patch_embedding.weight", "blocks.0.self_attn.q.weight", "head.head.weight"),
     ("dit", "diffusers"): ("patch_embedding.weight", "blocks.0.attn1.to_q.weight", "proj_out.weight"),
+    ("audio_adapter", "multitalk"): ("audio_proj.proj1.weight", "blocks.0.audio_cross_attn.q_linear.weight"),
     ("vae", "native"): ("encoder.conv1.weight", "decoder.conv1.weight", "conv1.weight"),
     ("vae", "diffusers"): ("encoder.conv_in.weight", "decoder.conv_in.weight", "quant_conv.weight"),
     ("wav2vec", "torchaudio"): ("feature_extractor.conv_layers.0.conv.weight", "encoder.transformer.layers.0.attention.k_proj.weight"),
     ("wav2vec", "huggingface"): ("feature_extractor.conv_layers.0.conv.weight", "encoder.layers.0.attention.k_proj.weight"),
 }
 
-FAMILY_NAMES = {"dit": "Wan DiT (diffusion model)", "vae": "Wan VAE", "wav2vec": "wav2vec2 audio encoder"}
+FAMILY_NAMES = {
+    "dit": "Wan DiT (diffusion model)",
+    "audio_adapter": "MultiTalk/InfiniteTalk audio adapter (audio layers only, applied on a Wan DiT)",
+    "vae": "Wan VAE",
+    "wav2vec": "wav2vec2 audio encoder",
+}
 
 
 @dataclass(frozen=True)
 class DetectedLayout:
     """What `detect_layout` found: the model family, its key layout and how the keys were wrapped."""
 
-    family: str  # "dit" | "vae" | "wav2vec"
-    layout: str  # "native" | "diffusers" | "torchaudio" | "huggingface"
+    family: str  # "dit" | "audio_adapter" | "vae" | "wav2vec"
+    layout: str  # "native" | "diffusers" | "multitalk" | "torchaudio" | "huggingface"
     prefix: str  # outer prefix stripped, e.g. "model.diffusion_model."
     training_group: str | None  # "generator_ema." / "generator." for training checkpoints
     ignored_keys: int  # keys outside the selected model (other networks in the same file)

@@ -3,7 +3,8 @@
 Accepted files (safetensors only):
 - DiT: native Wan2.1 names, ComfyUI repackaged (`model.diffusion_model.` prefix), diffusers
   `WanTransformer3DModel`, training checkpoints (`generator_ema.` / `generator.`, FSDP / DDP / compile wrappers),
-  with or without the MultiTalk/InfiniteTalk audio layers; bf16, fp16, fp32 or fp8 (upcast) tensors.
+  with or without the MultiTalk/InfiniteTalk audio layers, or plus a separate audio-adapter file holding only them;
+  bf16, fp16, fp32 or fp8 (upcast) tensors.
 - VAE: native Wan2.1 names (`wan_2.1_vae.safetensors`), diffusers `AutoencoderKLWan`, `first_stage_model.` prefix.
 - Audio encoder: Hugging Face wav2vec2 (`Wav2Vec2Model` / `Wav2Vec2ForCTC`, e.g. wav2vec2-base-960h,
   chinese-wav2vec2-base) or our own torchaudio-layout file.
@@ -13,23 +14,25 @@ Every failure is a `CheckpointError` naming the file, the layout seen and the mi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, TypeVar
 
 import torch
 from torch import nn
 
-from ..config import DiTConfig, VAEConfig, Wav2VecConfig, config_from_json, config_to_json
+from ..config import AudioAdapterConfig, DiTConfig, VAEConfig, Wav2VecConfig, config_from_json, config_to_json
 from . import dit_keys, vae_keys, wav2vec_keys
 from .errors import CheckpointError
-from .key_check import key_mismatch
+from .key_check import key_mismatch, listing
 from .layouts import DetectedLayout, detect_layout, require_family
 from .safetensors_io import read_state_dict, write_state_dict
 
 CONFIG_METADATA_KEY = "echotorrent_config"
 FORMAT_METADATA_KEY = "format"
 NATIVE_FORMAT = "echotorrent-native"
+_AUDIO_BLOCK_KEY = re.compile(r"^blocks\.\d+\.(norm_x|audio_cross_attn)\.")
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
 
@@ -114,12 +117,14 @@ def _config_from_metadata(metadata: dict[str, str], kind: type) -> object | None
 
 def load_dit(
     path: str | Path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
-    num_heads: int | None = None, audio_dim: int | None = None,
+    num_heads: int | None = None, audio_dim: int | None = None, audio_adapter: str | Path | None = None,
 ) -> tuple[nn.Module, LoadReport]:
     """Load a Wan DiT (with audio layers when present).
 
-    Files without our metadata get their config from shapes; `num_heads` (default: head dim 128) and `audio_dim`
-    (default: 768, the wav2vec2-base width) settle what shapes cannot tell.
+    `audio_adapter`: a MultiTalk/InfiniteTalk audio-layer file (`audio_proj.*`, `blocks.N.norm_x.*`,
+    `blocks.N.audio_cross_attn.*`, as published beside a Wan2.1 base) applied on top of the base DiT; its layers
+    replace any the base has. Files without our metadata get their config from shapes; `num_heads` (default: head
+    dim 128) and `audio_dim` (default: 768, the wav2vec2-base width) settle what shapes cannot tell.
     """
     from ..models.dit import WanDiT
 
@@ -129,9 +134,40 @@ def load_dit(
     config = _config_from_metadata(metadata, DiTConfig) or dit_keys.config_from_state_dict(
         state, num_heads=num_heads, audio_dim=audio_dim
     )
+    if audio_adapter is not None:
+        adapter_state, adapter_config = _read_audio_adapter(audio_adapter)
+        state = {k: v for k, v in state.items() if not is_audio_key(k)} | adapter_state
+        audio_config = adapter_config or dit_keys.audio_config_from_state_dict(
+            state, audio_dim or _audio_dim(config)
+        )
+        config = replace(config, audio=audio_config)
     chosen = _choose_dtype(state, dtype)
-    model = _build_and_load(lambda: WanDiT(config), state, chosen, device, path, detected, config, skip_init=True)
-    return model, LoadReport(str(path), detected, config, chosen, len(state))
+    source = path if audio_adapter is None else f"{path} + audio adapter {audio_adapter}"
+    model = _build_and_load(lambda: WanDiT(config), state, chosen, device, source, detected, config, skip_init=True)
+    return model, LoadReport(str(source), detected, config, chosen, len(state))
+
+
+def is_audio_key(key: str) -> bool:
+    """Whether a native DiT key belongs to the MultiTalk/InfiniteTalk audio layers."""
+    return key.startswith("audio_proj.") or bool(_AUDIO_BLOCK_KEY.match(key))
+
+
+def _audio_dim(config: DiTConfig) -> int | None:
+    return None if config.audio is None else config.audio.audio_dim
+
+
+def _read_audio_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], AudioAdapterConfig | None]:
+    """The audio layers of an adapter file (prefixes removed) and their config when our metadata has it; anything
+    else in the file is an error."""
+    state, metadata, _ = _read(path, "audio_adapter")
+    foreign = [key for key in state if not is_audio_key(key)]
+    if foreign:
+        raise CheckpointError(
+            f"{path} is not an audio adapter: besides audio layers it holds {len(foreign)} other tensors "
+            f"({listing(foreign)}); a full DiT belongs in the DiT input"
+        )
+    config = _config_from_metadata(metadata, DiTConfig)
+    return state, None if config is None else config.audio
 
 
 def load_vae(
@@ -177,6 +213,15 @@ def _save(model: nn.Module, config: object, path: str | Path, strip: str = "") -
 def save_dit(model: nn.Module, path: str | Path) -> Path:
     """Write a DiT in the native Wan layout with its config in the metadata (atomic)."""
     return _save(model, model.cfg, path)
+
+
+def save_audio_adapter(model: nn.Module, path: str | Path) -> Path:
+    """Write only a DiT's audio layers (the MultiTalk/InfiniteTalk names) with its config in the metadata (atomic)."""
+    if model.cfg.audio is None:
+        raise ValueError("this DiT has no audio layers to save")
+    state = {key: value for key, value in model.state_dict().items() if is_audio_key(key)}
+    metadata = {CONFIG_METADATA_KEY: config_to_json(model.cfg), FORMAT_METADATA_KEY: NATIVE_FORMAT}
+    return write_state_dict(path, state, metadata)
 
 
 def save_vae(model: nn.Module, path: str | Path) -> Path:

@@ -22,7 +22,7 @@ EXPECTED_NODES = {
     "EchoTorrentLoadModel": (
         "Load EchoTorrent", "EchoTorrent/loaders",
         {"dit": "COMBO", "vae": "COMBO", "audio_encoder": "COMBO", "refiner": "COMBO", "dtype": "COMBO",
-         "device": "COMBO"}, {}, [MODEL]),
+         "device": "COMBO", "audio_adapter": "COMBO"}, {}, [MODEL]),
     "EchoTorrentAudioEncode": (
         "EchoTorrent Audio Encode", "EchoTorrent/audio",
         {"model": MODEL, "audio": "AUDIO", "fps": "FLOAT", "normalize_loudness": "BOOLEAN"}, {}, [FEATURES, "INT"]),
@@ -78,6 +78,7 @@ def test_model_lists_show_installed_files(prepared_server: ComfyServer):
     for key, (_, name) in MODEL_FILES.items():
         assert name in inputs[key][1]["options"]
     assert inputs["refiner"][1]["options"][0] == "none"
+    assert inputs["audio_adapter"][1]["options"][0] == "none"
 
 
 def _generate_api(server: ComfyServer, speech: str = "echotorrent_speech.wav") -> dict:
