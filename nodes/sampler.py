@@ -130,8 +130,7 @@ class EchoTorrentStreamingSampler(io.ComfyNode):
         num_frames = audio_features.num_frames
         chunks = sampler.num_chunks(num_frames)
         n = sampler.settings.chunk_frames
-        with torch.no_grad():
-            sink = model.vae.encode(reference.to(model.device, next(model.vae.parameters()).dtype)[None, :, None])
+        sink = sampler.reference_latent(reference)
         frames = torch.empty(num_frames, *reference.shape[1:], 3)
         latents = torch.empty(1, sink.shape[1], 1 + chunks * n, *sink.shape[3:])
         latents[:, :, :1] = sink.float().cpu()

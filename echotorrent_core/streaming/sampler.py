@@ -72,6 +72,7 @@ class StreamingSampler:
         self.use_cache = use_cache
         self.temporal_stride = vae.cfg.temporal_stride
         self.spatial_stride = vae.cfg.spatial_stride
+        self._cached_reference: tuple[torch.Tensor, torch.Tensor] | None = None  # (pixels, latent)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -116,7 +117,7 @@ class StreamingSampler:
                check_interrupt: Callable[[], None] | None, clip_fea: torch.Tensor | None) -> _StreamState:
         """Encode the portrait, write it as the sink and warm the streaming decoder."""
         pixels = self._reference_pixels(reference)
-        latent_ref = self.vae.encode(pixels).to(self.dtype)
+        latent_ref = self._encode_reference(pixels)
         image_condition = None
         if self.dit.cfg.in_dim > self.dit.cfg.out_dim:
             image_condition = build_image_condition(self.vae, pixels, self.dtype)
@@ -175,6 +176,17 @@ class StreamingSampler:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         return num_frames
+
+    def reference_latent(self, reference: torch.Tensor) -> torch.Tensor:
+        """The portrait `[3, H, W]` in [-1, 1] as the stream's sink latent `[1, C, 1, H/8, W/8]` (the first frame of
+        the stream's latent video; encoded once per sampler and portrait)."""
+        with torch.no_grad():
+            return self._encode_reference(self._reference_pixels(reference))
+
+    def _encode_reference(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self._cached_reference is None or not torch.equal(self._cached_reference[0], pixels):
+            self._cached_reference = (pixels, self.vae.encode(pixels).to(self.dtype))
+        return self._cached_reference[1]
 
     def _reference_pixels(self, reference: torch.Tensor) -> torch.Tensor:
         """Validate the portrait `[3, H, W]` in [-1, 1] -> `[1, 3, 1, H, W]` on the device in the VAE's dtype."""
