@@ -59,7 +59,6 @@ def count_flops(preset: ModelPreset, height: int, width: int, stream: StreamSett
     h, w = height // preset.vae.spatial_stride, width // preset.vae.spatial_stride
     n = stream.chunk_frames
     window_latents = 1 + (window.window_frames - 1) // stride
-    motion_latents = 1 + (window.motion_frames - 1) // stride
     with meta, torch.no_grad():
         dit, vae = WanDiT(preset.dit), WanVAE(preset.vae)
         cfg = dit.cfg
