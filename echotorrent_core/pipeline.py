@@ -27,6 +27,7 @@ from .media import (
 from .streaming import ChunkOutput, StreamingSampler, StreamSettings
 
 BUNDLE_FILES = {"dit": "dit.safetensors", "vae": "vae.safetensors", "audio_encoder": "audio_encoder.safetensors"}
+MAX_MUXED_CHANNELS = 2  # the mp4 keeps mono / stereo sound as it is; more channels are mixed down to mono
 BUNDLE_SETTINGS_FILE = "bundle.json"  # optional: {"height": .., "width": .., "fps": ..} generation defaults
 
 
@@ -137,8 +138,9 @@ def generate_to_file(
     seconds: list[float] = []
     passes = 0.0
     frames = 0
+    soundtrack = original if original.shape[0] <= MAX_MUXED_CHANNELS else original.mean(dim=0, keepdim=True)
     with Mp4StreamWriter(out_path, fps=settings.fps, width=width, height=height,
-                         audio=original, audio_rate=original_rate) as writer:
+                         audio=soundtrack, audio_rate=original_rate) as writer:
         for chunk in sampler.stream(reference, features, text=text, negative_text=negative_text):
             writer.write(chunk.frames)
             frames += chunk.frames.shape[0]

@@ -87,6 +87,14 @@ def test_video_has_both_streams_and_follows_the_audio(bundle, tmp_path: Path) ->
     assert abs(sound.shape[1] / rate - expected_frames / FPS) <= 1024 / rate
 
 
+def test_surround_audio_is_mixed_down_for_the_mp4(bundle, tmp_path: Path) -> None:
+    audio = write_wav(tmp_path / "surround.wav", seconds=0.6, channels=6)
+    out = tmp_path / "surround.mp4"
+    generate_to_file(bundle, write_png(tmp_path / "face.png"), audio, out, SIZE, SIZE, _settings())
+    frames, _, sound, _ = read_video_frames(out)
+    assert frames.shape[0] == 15 and sound is not None and sound.shape[0] == 1
+
+
 def test_interrupted_run_leaves_a_playable_file_of_the_chunks_made(bundle, tmp_path: Path) -> None:
     audio = write_wav(tmp_path / "long.wav", seconds=3.0)
     out = tmp_path / "interrupted.mp4"
