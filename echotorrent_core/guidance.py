@@ -126,6 +126,17 @@ class GuidancePolicy:
         weight = self.schedule.audio_scale_map(step_index, num_steps, frame_indices, latent_hw, region_mask)
         return 1.0 + (self.audio_scale - 1.0) * weight
 
+    def check_region_mask(self, region_mask: torch.Tensor, latent_hw: tuple[int, int]) -> None:
+        """Raise ValueError unless `region_mask` `[H, W]` in [0, 1] would act: a mask works only through the
+        schedule's spatial weight under audio guidance, so mode single or no schedule would silently ignore it."""
+        if self.mode is GuidanceMode.SINGLE or self.schedule is None:
+            raise ValueError(
+                "a face / mouth region mask acts only through the spatiotemporal schedule under audio guidance: "
+                f"use mode audio_cfg or text_audio_cfg with the schedule enabled (got mode {self.mode.value}, "
+                f"schedule {'on' if self.schedule is not None else 'off'})"
+            )
+        self.schedule.spatial_weight(latent_hw, region_mask)
+
     def combine(
         self,
         predictions: Mapping[ConditionVariant, torch.Tensor],

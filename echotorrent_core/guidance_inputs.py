@@ -1,15 +1,13 @@
 """Guidance settings as a user interface supplies them: a phase list typed as text, a face / mouth mask drawn on
-the portrait, and a policy bound to that mask and to the stream's chunking."""
+the portrait (fitted to the output frame), and a policy matched to the stream's chunking."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 import torch
 
-from .guidance import ConditionVariant, GuidanceMode, GuidancePolicy
+from .guidance import GuidancePolicy
 from .guidance_schedule import GuidancePhase
 from .media import ResizePolicy, load_image
 
@@ -45,51 +43,8 @@ def fit_region_mask(mask: torch.Tensor, height: int, width: int, policy: ResizeP
     return (load_image(mask.float(), height, width, policy)[0] + 1.0) / 2.0
 
 
-@dataclass(frozen=True, eq=False)
-class RegionGuidancePolicy(GuidancePolicy):
-    """A `GuidancePolicy` that applies its own face / mouth `region_mask` `[H, W]` in [0, 1] whenever `combine`
-    is called without one (the streaming sampler never passes a mask)."""
-
-    region_mask: torch.Tensor | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        mask = self.region_mask
-        if mask is None:
-            return
-        if mask.ndim != 2 or not mask.is_floating_point():
-            raise ValueError(f"expected a float region mask [H, W], got {mask.dtype} {tuple(mask.shape)}")
-        if not torch.isfinite(mask).all() or bool((mask < 0).any()) or bool((mask > 1).any()):
-            raise ValueError("expected region mask values in [0, 1]")
-
-    def combine(
-        self,
-        predictions: Mapping[ConditionVariant, torch.Tensor],
-        step_index: int,
-        num_steps: int,
-        frame_indices: torch.Tensor | None = None,
-        region_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        mask = self.region_mask if region_mask is None else region_mask
-        return super().combine(predictions, step_index, num_steps, frame_indices, mask)
-
-
-def policy_for_stream(
-    policy: GuidancePolicy, chunk_frames: int, region_mask: torch.Tensor | None = None
-) -> GuidancePolicy:
-    """`policy` ready for a stream of `chunk_frames`-latent chunks: its schedule's chunk ramp follows the stream's
-    chunking, and `region_mask` `[H, W]` (already fitted to the output frame) is bound to it.
-
-    A mask only acts through the schedule's spatial weight under audio guidance, so a mask with mode `single` or
-    without a schedule raises ValueError instead of being ignored.
-    """
-    schedule = policy.schedule
-    if schedule is not None:
-        schedule = dataclasses.replace(schedule, chunk_frames=chunk_frames)
-    if region_mask is not None and (policy.mode is GuidanceMode.SINGLE or schedule is None):
-        raise ValueError(
-            "a face / mouth region mask acts only through the spatiotemporal schedule under audio guidance: "
-            f"use mode audio_cfg or text_audio_cfg with the schedule enabled (got mode {policy.mode.value}, "
-            f"schedule {'on' if schedule is not None else 'off'})"
-        )
-    return RegionGuidancePolicy(policy.mode, policy.text_scale, policy.audio_scale, schedule, region_mask)
+def policy_for_stream(policy: GuidancePolicy, chunk_frames: int) -> GuidancePolicy:
+    """`policy` with its schedule's chunk ramp following a stream of `chunk_frames`-latent chunks."""
+    if policy.schedule is None:
+        return policy
+    return dataclasses.replace(policy, schedule=dataclasses.replace(policy.schedule, chunk_frames=chunk_frames))

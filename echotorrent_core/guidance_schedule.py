@@ -240,7 +240,7 @@ def _resize_mask(mask: torch.Tensor, h: int, w: int) -> torch.Tensor:
     if mask.ndim != 2:
         raise ValueError(f"expected a region mask of shape [H, W], got {tuple(mask.shape)}")
     mask = mask.float()
-    if bool((mask < 0).any()) or bool((mask > 1).any()):
+    if not torch.isfinite(mask).all() or bool((mask < 0).any()) or bool((mask > 1).any()):
         raise ValueError("expected region mask values in [0, 1]")
     if mask.shape == (h, w):
         return mask

@@ -113,19 +113,17 @@ class EchoTorrentStreamingSampler(io.ComfyNode):
         negative_text = text_from_conditioning(negative, cfg.text_dim, cfg.text_len, "negative")
         settings = StreamSettings(chunk_frames=chunk_frames, window_frames=window_frames or None, steps=steps,
                                   shift=shift, solver=solver, fps=audio_features.fps, seed=seed)
-        policy = None
-        if guidance is not None:
-            mask = guidance.region_mask
-            fitted = None if mask is None else fit_region_mask(mask, height, width, RESIZE_POLICY)
-            policy = policy_for_stream(guidance.policy, chunk_frames, fitted)
+        policy = None if guidance is None else policy_for_stream(guidance.policy, chunk_frames)
+        mask = None if guidance is None else guidance.region_mask
+        fitted = None if mask is None else fit_region_mask(mask, height, width, RESIZE_POLICY)
         sampler = StreamingSampler(model.dit, model.vae, settings, policy)
-        frames, latents = cls._stream(model, sampler, reference, audio_features, text, negative_text)
+        frames, latents = cls._stream(model, sampler, reference, audio_features, text, negative_text, fitted)
         return io.NodeOutput(frames, audio_features.audio, {"samples": latents}, audio_features.fps)
 
     @classmethod
     def _stream(cls, model: EchoTorrentModel, sampler: StreamingSampler, reference: torch.Tensor,
-                audio_features: AudioFeatures, text: torch.Tensor | None,
-                negative_text: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+                audio_features: AudioFeatures, text: torch.Tensor | None, negative_text: torch.Tensor | None,
+                region_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the chunk loop into preallocated outputs: frames `[T, H, W, 3]`, latents `[1, C, 1 + F, h, w]`."""
         num_frames = audio_features.num_frames
         chunks = sampler.num_chunks(num_frames)
@@ -136,7 +134,7 @@ class EchoTorrentStreamingSampler(io.ComfyNode):
         latents[:, :, :1] = sink.float().cpu()
         progress = ChunkProgress(chunks)
         stream = sampler.stream(reference, audio_features.features, text=text, negative_text=negative_text,
-                                check_interrupt=check_interrupt)
+                                check_interrupt=check_interrupt, region_mask=region_mask)
         for chunk in stream:
             frames[chunk.first_frame : chunk.first_frame + chunk.frames.shape[0]] = chunk.frames
             latents[:, :, 1 + chunk.index * n : 1 + (chunk.index + 1) * n] = chunk.latents.float()

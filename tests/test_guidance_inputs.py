@@ -1,12 +1,12 @@
-"""Guidance inputs from a user interface: phase text, a mask fitted like the portrait, a policy bound to a mask."""
+"""Guidance inputs from a user interface: phase text, a mask fitted like the portrait, a policy matched to the stream; masks the guidance would ignore."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from echotorrent_core.guidance import ConditionVariant, GuidancePolicy
-from echotorrent_core.guidance_inputs import RegionGuidancePolicy, fit_region_mask, parse_phases, policy_for_stream
+from echotorrent_core.guidance import GuidancePolicy
+from echotorrent_core.guidance_inputs import fit_region_mask, parse_phases, policy_for_stream
 from echotorrent_core.guidance_schedule import DEFAULT_PHASES, GuidancePhase, PhasedSpatiotemporalSchedule
 
 
@@ -45,39 +45,23 @@ def test_fit_region_mask_rejects_a_batch():
         fit_region_mask(torch.zeros(2, 8, 8), 16, 16)
 
 
-def _predictions(shape=(1, 4, 2, 4, 4)) -> dict[ConditionVariant, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    return {variant: torch.randn(shape, generator=generator) for variant in ConditionVariant}
-
-
-def test_bound_mask_equals_passing_it():
-    schedule = PhasedSpatiotemporalSchedule()
-    mask = torch.zeros(4, 4)
-    mask[1:3, 1:3] = 1.0
-    plain = GuidancePolicy("audio_cfg", audio_scale=3.0, schedule=schedule)
-    bound = policy_for_stream(plain, chunk_frames=3, region_mask=mask)
-    frames = torch.arange(2)
-    expected = plain.combine(_predictions(), 0, 4, frames, mask)
-    torch.testing.assert_close(bound.combine(_predictions(), 0, 4, frames), expected)
-    assert not torch.allclose(plain.combine(_predictions(), 0, 4, frames), expected)
-
-
 def test_policy_for_stream_follows_the_stream_chunking():
     plain = GuidancePolicy("text_audio_cfg", schedule=PhasedSpatiotemporalSchedule(chunk_frames=3))
     bound = policy_for_stream(plain, chunk_frames=5)
-    assert isinstance(bound, RegionGuidancePolicy)
     assert bound.schedule.chunk_frames == 5
     assert (bound.mode, bound.text_scale, bound.audio_scale) == (plain.mode, plain.text_scale, plain.audio_scale)
-    assert bound.region_mask is None
+    assert policy_for_stream(GuidancePolicy("audio_cfg"), chunk_frames=5) == GuidancePolicy("audio_cfg")
 
 
 @pytest.mark.parametrize("policy", [GuidancePolicy("single", schedule=PhasedSpatiotemporalSchedule()),
                                     GuidancePolicy("audio_cfg")])
 def test_mask_that_would_be_ignored_is_an_error(policy: GuidancePolicy):
     with pytest.raises(ValueError, match="acts only through the spatiotemporal schedule"):
-        policy_for_stream(policy, 3, torch.ones(4, 4))
+        policy.check_region_mask(torch.ones(4, 4), (4, 4))
 
 
-def test_region_policy_rejects_out_of_range_masks():
+@pytest.mark.parametrize("value", [2.0, float("nan")])
+def test_out_of_range_masks_are_rejected(value: float):
+    policy = GuidancePolicy("audio_cfg", schedule=PhasedSpatiotemporalSchedule())
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
-        RegionGuidancePolicy("audio_cfg", schedule=PhasedSpatiotemporalSchedule(), region_mask=torch.full((4, 4), 2.0))
+        policy.check_region_mask(torch.full((4, 4), value), (4, 4))

@@ -171,3 +171,23 @@ def test_image_to_video_checkpoints_stream_with_condition_channels(models) -> No
         assert (a - b).abs().max() < 1e-4
     with pytest.raises(ValueError, match="clip_fea"):
         next(StreamingSampler(dit, vae, settings).stream(reference, features))
+
+
+def test_region_mask_reaches_the_audio_guidance(models) -> None:
+    from echotorrent_core.guidance_schedule import PhasedSpatiotemporalSchedule
+
+    dit, vae = models
+    policy = GuidancePolicy(mode=GuidanceMode.AUDIO_CFG, audio_scale=6.0, schedule=PhasedSpatiotemporalSchedule())
+    sampler = StreamingSampler(dit, vae, StreamSettings(steps=2), policy)
+    reference, features = _inputs(12)
+    mouth = torch.zeros(32, 32)
+    mouth[20:28, 8:24] = 1.0
+    with_mask = torch.cat([c.frames for c in sampler.stream(reference, features, region_mask=mouth)])
+    again = torch.cat([c.frames for c in sampler.stream(reference, features, region_mask=mouth)])
+    default = torch.cat([c.frames for c in sampler.stream(reference, features)])
+    assert torch.equal(with_mask, again)
+    assert (with_mask - default).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="acts only through the spatiotemporal schedule"):
+        next(StreamingSampler(dit, vae, StreamSettings(steps=2)).stream(reference, features, region_mask=mouth))
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        next(sampler.stream(reference, features, region_mask=torch.full((32, 32), 2.0)))

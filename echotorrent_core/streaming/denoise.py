@@ -70,8 +70,10 @@ class ChunkDenoiser:
         conditions: NullConditions,
         generator: torch.Generator,
         check_interrupt: Callable[[], None] | None = None,
+        region_mask: torch.Tensor | None = None,
     ) -> None:
         self.context = context
+        self.region_mask = region_mask
         self.policy = policy
         self.settings = settings
         self.conditions = conditions
@@ -112,7 +114,7 @@ class ChunkDenoiser:
                 with torch.no_grad():
                     predictions[variant] = self.context.predict(x.to(dtype), t, cond, frame_start, y).float()
                 passes += 1
-            velocity = self.policy.combine(predictions, i, steps, frame_indices)
+            velocity = self.policy.combine(predictions, i, steps, frame_indices, self.region_mask)
             x0 = flow.x0_from_velocity(x, velocity, t)
             if i + 1 == steps:
                 break

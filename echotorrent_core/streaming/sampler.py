@@ -96,6 +96,7 @@ class StreamingSampler:
         num_frames: int | None = None,
         check_interrupt: Callable[[], None] | None = None,
         clip_fea: torch.Tensor | None = None,
+        region_mask: torch.Tensor | None = None,
     ) -> Iterator[ChunkOutput]:
         """Yield the video chunk by chunk.
 
@@ -104,20 +105,27 @@ class StreamingSampler:
         `[1, L, text_dim]` (None = empty text); negative_text the null text for text CFG (None = zeros);
         num_frames output frames (default: the audio's). `check_interrupt` is called before every network pass
         and may raise to stop the stream. I2V checkpoints (in_dim 36, CLIP branch) also need `clip_fea`
-        `[1, 257, image_dim]` (CLIP ViT-H penultimate features of the portrait).
+        `[1, 257, image_dim]` (CLIP ViT-H penultimate features of the portrait). `region_mask` `[H, W]` in [0, 1]
+        marks the face / mouth on the output frame for the guidance schedule's spatial weight (None = its default
+        ellipse); a mask the guidance would ignore is an error.
         """
         num_frames = self._resolve_frames(audio_features, num_frames)
-        state = self._start(reference, audio_features, text, negative_text, num_frames, check_interrupt, clip_fea)
+        state = self._start(reference, audio_features, text, negative_text, num_frames, check_interrupt, clip_fea,
+                            region_mask)
         for index in range(self.num_chunks(num_frames)):
             yield self._next_chunk(state, index, num_frames)
 
     @torch.no_grad()
     def _start(self, reference: torch.Tensor, audio_features: torch.Tensor | None, text: torch.Tensor | None,
                negative_text: torch.Tensor | None, num_frames: int,
-               check_interrupt: Callable[[], None] | None, clip_fea: torch.Tensor | None) -> _StreamState:
+               check_interrupt: Callable[[], None] | None, clip_fea: torch.Tensor | None,
+               region_mask: torch.Tensor | None) -> _StreamState:
         """Encode the portrait, write it as the sink and warm the streaming decoder."""
         pixels = self._reference_pixels(reference)
         latent_ref = self._encode_reference(pixels)
+        if region_mask is not None:
+            region_mask = region_mask.to(self.device)
+            self.guidance.check_region_mask(region_mask, tuple(latent_ref.shape[-2:]))
         image_condition = None
         if self.dit.cfg.in_dim > self.dit.cfg.out_dim:
             image_condition = build_image_condition(self.vae, pixels, self.dtype)
@@ -127,7 +135,8 @@ class StreamingSampler:
         context = self._make_context(latent_ref.shape[-2:], stream_frames)
         decoder = StreamingDecoder(self.vae)
         generator = torch.Generator().manual_seed(self.settings.seed)
-        denoiser = ChunkDenoiser(context, self.guidance, self.settings, conditions, generator, check_interrupt)
+        denoiser = ChunkDenoiser(context, self.guidance, self.settings, conditions, generator, check_interrupt,
+                                 region_mask)
         sink_y = None if image_condition is None else image_condition.sink
         context.begin(latent_ref, conditions.for_frames(self._sink_audio(padded)), sink_y)
         decoder.decode_chunk(latent_ref.to(self._vae_dtype))
