@@ -17,6 +17,7 @@ import torch
 
 from . import flow
 from .guidance import GuidanceMode, GuidancePolicy
+from .media.frames import video_to_frames
 from .models.attention import Bidirectional
 from .models.audio_windows import first_frame_window, latent_frame_windows
 from .streaming.denoise import NullConditions
@@ -102,7 +103,7 @@ class WindowedBidirectionalSampler:
                 video = self.vae.decode(x.to(next(self.vae.parameters()).dtype))
             skip = 1 + (known - 1) * self.stride
             new = video[0, :, skip:][:, : num_frames - produced]
-            frames = ((new.float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu()
+            frames = video_to_frames(new)
             produced += frames.shape[0]
             audio_start += self.settings.window_frames - self.settings.motion_frames
             motion = x[:, :, -motion_latents:].to(param.dtype)

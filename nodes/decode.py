@@ -7,6 +7,7 @@ import math
 import torch
 from comfy_api.latest import io
 
+from echotorrent_core.media.frames import video_to_frames
 from echotorrent_core.models.vae import StreamingDecoder
 
 from .progress import ChunkProgress, check_interrupt
@@ -88,7 +89,7 @@ class RefinedVAEDecode(io.ComfyNode):
             check_interrupt()
             with torch.no_grad():
                 video = streaming.decode_chunk(samples[:, :, start : min(start + chunk_frames, needed)].to(parameter))
-            chunk = ((video[0].float() + 1) / 2).permute(1, 2, 3, 0).cpu()[skip:][: total - written]
+            chunk = video_to_frames(video[0])[skip:][: total - written]
             skip = max(0, skip - video.shape[2])
             frames[written : written + chunk.shape[0]] = chunk
             written += chunk.shape[0]

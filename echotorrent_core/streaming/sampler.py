@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..guidance import GuidancePolicy
+from ..media.frames import video_to_frames
 from ..models.audio_windows import first_frame_window, latent_frame_windows
 from ..models.vae import StreamingDecoder
 from .context import CachedContext, RecomputedContext
@@ -155,7 +156,7 @@ class StreamingSampler:
         video = state.decoder.decode_chunk(x0.to(self._vae_dtype))
         first = index * n * self.temporal_stride
         keep = min(video.shape[2], num_frames - first)
-        frames = ((video[0, :, :keep].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu()
+        frames = video_to_frames(video[0, :, :keep])
         return ChunkOutput(index, first, frames, x0.cpu(), passes, passes / self.settings.steps,
                            time.perf_counter() - started)
 
