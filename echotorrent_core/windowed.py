@@ -75,7 +75,7 @@ class WindowedBidirectionalSampler:
             base = self.dit.prepare_conditioning(text=param.new_zeros(1, cfg.text_len, cfg.text_dim))
         conditions = NullConditions(self.dit, base, base)
         generator = torch.Generator().manual_seed(self.settings.seed)
-        sigmas = flow.many_step_timesteps(self.settings.steps, self.settings.shift).tolist() + [0.0]
+        timesteps = flow.many_step_timesteps(self.settings.steps, self.settings.shift).tolist() + [0.0]
         padded = torch.cat([audio_features[:1], audio_features]).to(param.device, param.dtype)
         produced, index, audio_start = 0, 0, 0
         while produced < num_frames:
@@ -87,7 +87,7 @@ class WindowedBidirectionalSampler:
             passes = 0
             for i in range(self.settings.steps):
                 x[:, :, :known] = motion.float()
-                t = torch.full((1, window_latents), sigmas[i], device=param.device)
+                t = torch.full((1, window_latents), timesteps[i], device=param.device)
                 t[:, :known] = 0.0
                 predictions = {}
                 for variant, cond in conditions.variants(windows, self.guidance.variants_for_step(i, self.settings.steps)).items():
@@ -97,7 +97,7 @@ class WindowedBidirectionalSampler:
                         predictions[variant] = self.dit(x.to(param.dtype), t, cond, attention=Bidirectional()).float()
                     passes += 1
                 velocity = self.guidance.combine(predictions, i, self.settings.steps)
-                x = flow.euler_step(x, velocity, sigmas[i], sigmas[i + 1])
+                x = flow.euler_step(x, velocity, timesteps[i], timesteps[i + 1])
             x[:, :, :known] = motion.float()
             with torch.no_grad():
                 video = self.vae.decode(x.to(next(self.vae.parameters()).dtype))
