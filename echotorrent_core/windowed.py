@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from . import flow
-from .guidance import GuidanceMode, GuidancePolicy
+from .guidance import ConditionVariant, GuidanceMode, GuidancePolicy
 from .media.frames import video_to_frames
 from .models.attention import Bidirectional
 from .models.audio_windows import first_frame_window, latent_frame_windows
@@ -84,19 +84,22 @@ class WindowedBidirectionalSampler:
             windows = self._audio_windows(padded, audio_start, window_latents)
             shape = (1, motion.shape[1], window_latents, motion.shape[3], motion.shape[4])
             x = torch.randn(shape, generator=generator).to(param.device)
+            steps = self.settings.steps
+            chunk_conds = conditions.variants(windows, list(ConditionVariant))
             passes = 0
-            for i in range(self.settings.steps):
+            for i in range(steps):
                 x[:, :, :known] = motion.float()
                 t = torch.full((1, window_latents), timesteps[i], device=param.device)
                 t[:, :known] = 0.0
                 predictions = {}
-                for variant, cond in conditions.variants(windows, self.guidance.variants_for_step(i, self.settings.steps)).items():
+                for variant in self.guidance.variants_for_step(i, steps):
+                    cond = chunk_conds[variant]
                     if check_interrupt is not None:
                         check_interrupt()
                     with torch.no_grad():
                         predictions[variant] = self.dit(x.to(param.dtype), t, cond, attention=Bidirectional()).float()
                     passes += 1
-                velocity = self.guidance.combine(predictions, i, self.settings.steps)
+                velocity = self.guidance.combine(predictions, i, steps)
                 x = flow.euler_step(x, velocity, timesteps[i], timesteps[i + 1])
             x[:, :, :known] = motion.float()
             with torch.no_grad():

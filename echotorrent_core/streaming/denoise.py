@@ -83,32 +83,39 @@ class ChunkDenoiser:
             self.timesteps = flow.few_step_timesteps_for(settings.steps, settings.shift)
         else:
             self.timesteps = flow.many_step_timesteps(settings.steps, settings.shift)
+        steps = len(self.timesteps)
+        wanted = {v for i in range(steps) for v in policy.variants_for_step(i, steps)} | {ConditionVariant.FULL}
+        self.chunk_variants = [v for v in ConditionVariant if v in wanted]
 
-    def _noise(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """Standard normal noise drawn on the CPU generator (same video on any device), moved to `like`."""
-        return torch.randn(shape, generator=self.generator).to(like.device, torch.float32)
+    def chunk_conditions(self, windows: AudioWindows) -> dict[ConditionVariant, Conditioning]:
+        """Conditioning of every variant any step of a chunk needs (FULL always: it writes the cache), built once
+        per chunk from the chunk's audio windows."""
+        return self.conditions.variants(windows, self.chunk_variants)
 
-    def denoise(self, reference_shape: torch.Size, frame_start: int, windows: AudioWindows,
+    def _noise(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """Standard normal noise drawn on the CPU generator (same video on any device), moved to `device`."""
+        return torch.randn(shape, generator=self.generator).to(device, torch.float32)
+
+    def denoise(self, reference_shape: torch.Size, frame_start: int,
+                conditions: dict[ConditionVariant, Conditioning],
                 y: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
-        """Generate the chunk of latent frames starting at `frame_start` (i2v condition channels `y`
-        `[1, 20, n, h, w]` or None): returns (x0 `[1, C, n, h, w]`, passes)."""
+        """Generate the chunk of latent frames starting at `frame_start` from its `chunk_conditions` (i2v
+        condition channels `y` `[1, 20, n, h, w]` or None): returns (x0 `[1, C, n, h, w]`, passes)."""
         batch, channels, _, h, w = reference_shape
         n = self.settings.chunk_frames
         steps = len(self.timesteps)
         dtype = next(self.context.model.parameters()).dtype
         device = next(self.context.model.parameters()).device
-        anchor = torch.empty(0, device=device)
-        x = self._noise((batch, channels, n, h, w), anchor)
+        x = self._noise((batch, channels, n, h, w), device)
         first_generated = frame_start - self.settings.sink_frames
         frame_indices = torch.arange(first_generated, first_generated + n, device=device)
         passes = 0
         x0 = x
         for i, t_value in enumerate(self.timesteps.tolist()):
-            wanted = self.policy.variants_for_step(i, steps)
-            conds = self.conditions.variants(windows, wanted)
             t = torch.full((batch, n), t_value, device=device)
             predictions = {}
-            for variant, cond in conds.items():
+            for variant in self.policy.variants_for_step(i, steps):
+                cond = conditions[variant]
                 if self.check_interrupt is not None:
                     self.check_interrupt()
                 with torch.no_grad():
@@ -120,7 +127,7 @@ class ChunkDenoiser:
                 break
             t_next = torch.full((batch, n), float(self.timesteps[i + 1]), device=device)
             if self.settings.solver == "few_step":
-                x = flow.few_step_transition(x0, t_next, noise=self._noise(x.shape, anchor))
+                x = flow.few_step_transition(x0, t_next, noise=self._noise(x.shape, device))
             else:
                 x = flow.euler_step(x, velocity, t, t_next)
         return x0.to(dtype), passes

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..guidance import GuidancePolicy
+from ..guidance import ConditionVariant, GuidancePolicy
 from ..media.frames import video_to_frames
 from ..models.audio_windows import first_frame_window, latent_frame_windows
 from ..models.vae import StreamingDecoder
@@ -151,8 +151,9 @@ class StreamingSampler:
         frame_start = self.settings.sink_frames + index * n
         audio = self._chunk_audio(state.padded_audio, range(frame_start, frame_start + n))
         y = None if state.image_condition is None else state.image_condition.for_frames(n)
-        x0, passes = state.denoiser.denoise(state.latent_shape, frame_start, audio, y)
-        state.context.commit(x0, state.conditions.for_frames(audio), frame_start, y)
+        conditions = state.denoiser.chunk_conditions(audio)
+        x0, passes = state.denoiser.denoise(state.latent_shape, frame_start, conditions, y)
+        state.context.commit(x0, conditions[ConditionVariant.FULL], frame_start, y)
         video = state.decoder.decode_chunk(x0.to(self._vae_dtype))
         first = index * n * self.temporal_stride
         keep = min(video.shape[2], num_frames - first)
