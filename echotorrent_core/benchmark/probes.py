@@ -1,8 +1,9 @@
 """Instrumentation of the models during a benchmark run: VAE decode time, decoder feature cache, DiT KV caches.
 
 The samplers keep their stream state private, so the probes watch the models instead: forward hooks on
-`vae.decoder` (called once per latent frame, with the stream's `FeatureCache` as its second argument) and a
-wrapper around `dit.create_kv_cache` that keeps the caches the sampler creates. Both are removed on exit.
+`vae.decoder` (called once per decoder step: a stream's first latent, then a chunk's latents, with the stream's
+`FeatureCache` as its second argument) and a wrapper around `dit.create_kv_cache` that keeps the caches the
+sampler creates. Both are removed on exit.
 """
 
 from __future__ import annotations

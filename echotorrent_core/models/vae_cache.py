@@ -1,8 +1,9 @@
 """Feature cache of the Wan VAE's causal layers.
 
 The VAE runs its encoder / decoder one temporal step at a time (the encoder: the first frame, then groups of
-`temporal_stride` frames; the decoder: one latent at a time). Between steps every causal layer keeps the last
-frames of its input (at most 2), so a step sees exactly the context a single pass over the whole video would.
+`temporal_stride` frames; the decoder: the first latent, then a few latents per step). Between steps every causal
+layer keeps the last frames of its input (at most 2), so a step sees exactly the context a single pass over the
+whole video would.
 Layers use the cache in a fixed order inside a step: the i-th `load` / `store` pair of a step belongs to the
 i-th causal layer, so the cache holds one slot per causal layer and its size is fixed after the second step.
 """
