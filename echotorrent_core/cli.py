@@ -1,8 +1,10 @@
-"""`echotorrent` command line: generate a streamed avatar video, create a random test bundle, run the benchmark."""
+"""`echotorrent` command line: generate a streamed avatar video, create a random test bundle; further subcommands
+(data, train, eval, ...) live in their own modules listed in `COMMAND_MODULES`."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -13,6 +15,10 @@ from .streaming import StreamSettings
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_model"
 EXIT_INTERRUPTED = 130
+
+# Modules (relative to this package) that each define `add_parser(commands) -> str` (registers one subcommand and
+# returns its name) and `run(args) -> int`. Imported when the parser is built; heavy imports belong inside `run`.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _add_generate(commands: argparse._SubParsersAction) -> None:
@@ -117,17 +123,27 @@ def _init_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="echotorrent", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def _command_handlers(commands: argparse._SubParsersAction) -> dict:
+    """Register every subcommand on `commands`; returns the handler of each name."""
     _add_generate(commands)
     _add_init_model(commands)
-    return parser
+    handlers = {"generate": _generate, "init-model": _init_model}
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f".{name}", __package__)
+        handlers[module.add_parser(commands)] = module.run
+    return handlers
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    """The argument parser and the handler of each subcommand."""
+    parser = argparse.ArgumentParser(prog="echotorrent", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    return parser, _command_handlers(commands)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handlers = {"generate": _generate, "init-model": _init_model}
+    parser, handlers = build_parser()
+    args = parser.parse_args(argv)
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as error:
