@@ -1,0 +1,34 @@
+"""CausalConv3d's direct oneDNN path computes the same convolution (and gradients) as the reference conv3d."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from echotorrent_core.models.vae_blocks import CausalConv3d
+
+
+@pytest.mark.parametrize("channels, kernel, stride, padding", [
+    (8, 3, 1, 1),          # the small-channel case PyTorch sends to its slow fallback
+    (4, (3, 1, 1), (2, 1, 1), 0),  # a temporal downsample
+    (6, (1, 3, 3), (1, 2, 2), (0, 1, 1)),
+])
+def test_matches_float64_reference_with_gradients(channels, kernel, stride, padding) -> None:
+    torch.manual_seed(0)
+    conv = CausalConv3d(channels, 5, kernel, stride=stride, padding=padding)
+    x = torch.randn(1, channels, 7, 12, 10, requires_grad=True)
+    out = conv(x)
+    past = conv.past_frames
+    reference_input = F.pad(x.double(), (0, 0, 0, 0, past, 0))
+    reference = F.conv3d(reference_input, conv.weight.double(), conv.bias.double(), conv.stride, conv.padding)
+    assert out.shape == reference.shape
+    torch.testing.assert_close(out.double(), reference, rtol=1e-5, atol=1e-5)
+
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    x_grad, w_grad = x.grad.clone(), conv.weight.grad.clone()
+    x64 = x.detach().double().requires_grad_()
+    w64 = conv.weight.detach().double().requires_grad_()
+    F.conv3d(F.pad(x64, (0, 0, 0, 0, past, 0)), w64, conv.bias.detach().double(), conv.stride,
+             conv.padding).backward(grad.double())
+    torch.testing.assert_close(x_grad.double(), x64.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(w_grad.double(), w64.grad, rtol=1e-4, atol=1e-4)
