@@ -32,3 +32,20 @@ def test_matches_float64_reference_with_gradients(channels, kernel, stride, padd
              conv.padding).backward(grad.double())
     torch.testing.assert_close(x_grad.double(), x64.grad, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(w_grad.double(), w64.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_rms_norm_matches_normalize_reference_including_zero_vectors() -> None:
+    from echotorrent_core.models.vae_blocks import RMSNorm
+
+    torch.manual_seed(0)
+    norm = RMSNorm(8)
+    with torch.no_grad():
+        norm.gamma.uniform_(0.5, 1.5)
+    x = torch.randn(2, 8, 3, 5, 4)
+    x[0, :, 0, 0, 0] = 0.0  # a zero vector must stay zero, not NaN
+    reference = F.normalize(x.double(), dim=1) * 8**0.5 * norm.gamma.double()
+    torch.testing.assert_close(norm(x).double(), reference, rtol=1e-6, atol=1e-6)
+    assert torch.isfinite(norm(x)).all()
+    half = norm(x.bfloat16())
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.double(), reference, rtol=2e-2, atol=2e-2)
