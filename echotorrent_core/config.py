@@ -169,22 +169,35 @@ _TINY_AUDIO = AudioAdapterConfig(
     audio_dim=32, encoder_layers=2, intermediate_dim=32, context_tokens=4, token_dim=32
 )
 
+_TINY_VAE = VAEConfig(base_dim=8, dim_mult=(1, 2, 2, 2), num_res_blocks=1)
+_TINY_WAV2VEC = Wav2VecConfig(
+    extractor_conv_layer_config=((16, 10, 5), (16, 3, 2), (16, 3, 2), (16, 3, 2), (16, 3, 2), (16, 2, 2), (16, 2, 2)),
+    encoder_embed_dim=32,
+    encoder_pos_conv_kernel=16,
+    encoder_pos_conv_groups=4,
+    encoder_num_layers=2,
+    encoder_num_heads=2,
+    encoder_ff_interm_features=64,
+)
+
 PRESETS: dict[str, ModelPreset] = {
     "tiny": ModelPreset(
         name="tiny",
         dit=DiTConfig(
             dim=64, ffn_dim=128, num_heads=2, num_layers=2, text_dim=32, text_len=8, freq_dim=32, audio=_TINY_AUDIO
         ),
-        vae=VAEConfig(base_dim=8, dim_mult=(1, 2, 2, 2), num_res_blocks=1),
-        wav2vec=Wav2VecConfig(
-            extractor_conv_layer_config=((16, 10, 5), (16, 3, 2), (16, 3, 2), (16, 3, 2), (16, 3, 2), (16, 2, 2), (16, 2, 2)),
-            encoder_embed_dim=32,
-            encoder_pos_conv_kernel=16,
-            encoder_pos_conv_groups=4,
-            encoder_num_layers=2,
-            encoder_num_heads=2,
-            encoder_ff_interm_features=64,
+        vae=_TINY_VAE,
+        wav2vec=_TINY_WAV2VEC,
+    ),
+    # The tiny model as an image-to-video checkpoint: 4 mask + 16 condition input channels and a CLIP ViT-H branch.
+    "tiny-i2v": ModelPreset(
+        name="tiny-i2v",
+        dit=DiTConfig(
+            dim=64, ffn_dim=128, num_heads=2, num_layers=2, in_dim=36, text_dim=32, text_len=8, freq_dim=32,
+            image_dim=1280, audio=_TINY_AUDIO,
         ),
+        vae=_TINY_VAE,
+        wav2vec=_TINY_WAV2VEC,
     ),
     "wan2.1-1.3b": ModelPreset(
         name="wan2.1-1.3b",

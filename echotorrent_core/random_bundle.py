@@ -12,7 +12,7 @@ from .config import get_preset
 from .pipeline import BUNDLE_FILES, BUNDLE_SETTINGS_FILE
 
 # Output size used by a random bundle's generation defaults: small enough for the CPU.
-RANDOM_BUNDLE_SIZE = {"tiny": (64, 64)}
+RANDOM_BUNDLE_SIZE = {"tiny": (64, 64), "tiny-i2v": (64, 64)}
 FULL_SIZE = (480, 832)
 
 

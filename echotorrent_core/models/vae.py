@@ -1,4 +1,4 @@
-"""Wan2.1 causal 3D VAE with the native Wan parameter names, and a streaming decoder.
+"""Wan2.1 causal 3D VAE with the native Wan parameter names, and streaming encoder / decoder.
 
 Layout (native names, as in the public `wan/modules/vae.py` and ComfyUI's `wan_2.1_vae.safetensors`):
 `encoder.conv1`, `encoder.downsamples.N` (per level `num_res_blocks` residual blocks then a `Resample`, flat),
@@ -159,14 +159,27 @@ class WanVAE(nn.Module):
         if min(latents.shape[2:]) < 1:
             raise ValueError(f"expected at least one latent frame and a non-empty grid, got {tuple(latents.shape)}")
 
+    def encode_steps(self, video: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
+        """Posterior mean (raw) of `video` `[B, 3, t, H, W]`, continuing the stream held in `cache`.
+
+        A new stream (empty cache) encodes its first frame alone, then groups of `temporal_stride` frames, as the
+        public Wan code does; a continued stream takes groups only. Returns `[B, z, latents, H/8, W/8]` with one
+        latent per step. `t` must be `1 + 4k` for a new stream and `4k` when continuing (4 = `temporal_stride`).
+        """
+        stride = self.cfg.temporal_stride
+        first = 1 if cache.is_empty else 0
+        if video.shape[2] == 0 or (video.shape[2] - first) % stride:
+            expected = f"1 + {stride} * k" if first else f"{stride} * k"
+            raise ValueError(f"expected T = {expected} frames for this step of the stream, got T = {video.shape[2]}")
+        steps = [video[:, :, :first]] if first else []
+        steps += [video[:, :, t : t + stride] for t in range(first, video.shape[2], stride)]
+        posterior = self.conv1(torch.cat([self.encoder(step, cache) for step in steps], dim=2))
+        return posterior[:, : self.cfg.z_dim]
+
     def encode_raw(self, video: torch.Tensor) -> torch.Tensor:
         """Posterior mean without normalisation: `[B, 3, T, H, W]` in [-1, 1] -> `[B, z, 1 + (T-1)/4, H/8, W/8]`."""
         self.check_video(video)
-        cache = FeatureCache()
-        stride = self.cfg.temporal_stride
-        steps = [video[:, :, :1]] + [video[:, :, t : t + stride] for t in range(1, video.shape[2], stride)]
-        posterior = self.conv1(torch.cat([self.encoder(step, cache) for step in steps], dim=2))
-        return posterior[:, : self.cfg.z_dim]
+        return self.encode_steps(video, FeatureCache())
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """Normalised latents (posterior mean, no sampling): `[B, 3, T, H, W]` -> `[B, z, 1 + (T-1)/4, H/8, W/8]`."""
@@ -206,13 +219,8 @@ class WanVAE(nn.Module):
         return self.decode_raw(self.denormalise(latents))
 
 
-class StreamingDecoder:
-    """Decodes a latent stream chunk by chunk; the concatenated chunks equal `WanVAE.decode` of the whole stream.
-
-    The causal feature cache (the last <= 2 input frames of every causal decoder layer) is carried across calls,
-    so each chunk costs the same however many chunks came before. Run under `torch.no_grad()` /
-    `torch.inference_mode()` when streaming, or the cache links every chunk's autograd graph to the previous one.
-    """
+class _CausalStream:
+    """The state a streamed VAE direction carries across calls: the causal feature cache and the stream's grid."""
 
     def __init__(self, vae: WanVAE) -> None:
         self.vae = vae
@@ -221,13 +229,30 @@ class StreamingDecoder:
 
     @property
     def started(self) -> bool:
-        """Whether a chunk has been decoded since construction or the last `reset`."""
+        """Whether a chunk has gone through since construction or the last `reset`."""
         return not self.cache.is_empty
 
     def reset(self) -> None:
-        """Start a new stream: the next chunk's first latent gives one frame."""
+        """Start a new stream (the next chunk is the first one again)."""
         self.cache.reset()
         self._grid = None
+
+    def _check_grid(self, grid: tuple[int, int, int], what: str) -> None:
+        """Raise unless `grid` (B, h, w) is the stream's (any grid before the first chunk has gone through)."""
+        if self._grid is not None and grid != self._grid:
+            raise ValueError(
+                f"a stream keeps its batch size and {what} (B, h, w) = {self._grid}, got {grid}; call reset() "
+                "to start a new stream"
+            )
+
+
+class StreamingDecoder(_CausalStream):
+    """Decodes a latent stream chunk by chunk; the concatenated chunks equal `WanVAE.decode` of the whole stream.
+
+    The causal feature cache (the last <= 2 input frames of every causal decoder layer) is carried across calls,
+    so each chunk costs the same however many chunks came before. Run under `torch.no_grad()` /
+    `torch.inference_mode()` when streaming, or the cache links every chunk's autograd graph to the previous one.
+    """
 
     def decode_chunk(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents `[B, z, n, h, w]` -> frames `[B, 3, frames, 8h, 8w]` in [-1, 1].
@@ -237,11 +262,35 @@ class StreamingDecoder:
         """
         self.vae.check_latents(latents)
         grid = (latents.shape[0], latents.shape[3], latents.shape[4])
-        if self._grid is not None and grid != self._grid:
-            raise ValueError(
-                f"a stream keeps its batch size and latent grid (B, h, w) = {self._grid}, got {grid}; call reset() "
-                "to start a new stream"
-            )
+        self._check_grid(grid, "latent grid")
         video = self.vae.decode_steps(self.vae.denormalise(latents), self.cache)
         self._grid = grid
         return video.clamp(-1.0, 1.0)
+
+
+class StreamingEncoder(_CausalStream):
+    """Encodes a video stream chunk by chunk; the concatenated latents equal `WanVAE.encode` of the whole video.
+
+    The first chunk of a stream holds `1 + 4k` frames (its first frame gives the first latent alone), every later
+    chunk `4k` frames (one latent per 4 frames; 4 = `temporal_stride`). The encoder's causal feature cache (the last
+    <= 2 input frames of every causal layer) is carried across calls, so a chunk costs the same however long the
+    stream already is. Run under `torch.no_grad()` when streaming (see `StreamingDecoder`).
+    """
+
+    def encode_chunk_raw(self, video: torch.Tensor) -> torch.Tensor:
+        """Pixels `[B, 3, t, H, W]` in [-1, 1] -> raw latents `[B, z, n, H/8, W/8]`: `n = 1 + (t-1)/4` for the first
+        chunk of a stream, `t/4` afterwards. Batch size and frame size must stay the same within a stream."""
+        if video.ndim != 5 or video.shape[1] != 3 or not video.is_floating_point():
+            raise ValueError(f"expected a float video chunk [B, 3, t, H, W], got {video.dtype} {tuple(video.shape)}")
+        stride_s = self.vae.cfg.spatial_stride
+        grid = (video.shape[0], video.shape[3], video.shape[4])
+        if grid[1] == 0 or grid[2] == 0 or grid[1] % stride_s or grid[2] % stride_s:
+            raise ValueError(f"expected H and W to be positive multiples of {stride_s}, got {grid[1]}x{grid[2]}")
+        self._check_grid(grid, "frame size")
+        latents = self.vae.encode_steps(video, self.cache)
+        self._grid = grid
+        return latents
+
+    def encode_chunk(self, video: torch.Tensor) -> torch.Tensor:
+        """As `encode_chunk_raw`, normalised (the latents `WanVAE.encode` gives)."""
+        return self.vae.normalise(self.encode_chunk_raw(video))

@@ -49,6 +49,16 @@ class FeatureCache:
         """Shape of every slot, in layer order."""
         return [tuple(slot.shape) for slot in self._slots]
 
+    def snapshot(self) -> tuple[torch.Tensor, ...]:
+        """The current histories (slots are replaced, never written in place, so these stay as they are)."""
+        return tuple(self._slots)
+
+    def same_as(self, snapshot: tuple[torch.Tensor, ...]) -> bool:
+        """Whether every history equals (bit for bit) the one in `snapshot`."""
+        return len(snapshot) == len(self._slots) and all(
+            a.shape == b.shape and torch.equal(a, b) for a, b in zip(self._slots, snapshot)
+        )
+
     def numel(self) -> int:
         """Total number of cached elements."""
         return sum(slot.numel() for slot in self._slots)

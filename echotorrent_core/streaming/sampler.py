@@ -24,7 +24,7 @@ from ..models.audio_windows import first_frame_window, latent_frame_windows
 from ..models.vae import StreamingDecoder
 from .context import CachedContext, RecomputedContext
 from .denoise import ChunkDenoiser, NullConditions
-from .image_condition import ImageCondition, build_image_condition
+from .image_condition import ImageCondition
 from .settings import StreamSettings
 
 
@@ -129,7 +129,7 @@ class StreamingSampler:
             self.guidance.check_region_mask(region_mask, tuple(latent_ref.shape[-2:]))
         image_condition = None
         if self.dit.cfg.in_dim > self.dit.cfg.out_dim:
-            image_condition = build_image_condition(self.vae, pixels, self.dtype)
+            image_condition = ImageCondition(self.vae, pixels, self.dtype)
         padded = None if audio_features is None else torch.cat([audio_features[:1], audio_features]).to(self.device)
         conditions = self._conditions(text, negative_text, clip_fea)
         stream_frames = self.num_chunks(num_frames) * self.settings.chunk_frames
@@ -150,7 +150,7 @@ class StreamingSampler:
         n = self.settings.chunk_frames
         frame_start = self.settings.sink_frames + index * n
         audio = self._chunk_audio(state.padded_audio, range(frame_start, frame_start + n))
-        y = None if state.image_condition is None else state.image_condition.for_frames(n)
+        y = None if state.image_condition is None else state.image_condition.for_frames(frame_start, n)
         conditions = state.denoiser.chunk_conditions(audio)
         x0, passes = state.denoiser.denoise(state.latent_shape, frame_start, conditions, y)
         state.context.commit(x0, conditions[ConditionVariant.FULL], frame_start, y)
