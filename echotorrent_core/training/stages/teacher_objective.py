@@ -1,0 +1,55 @@
+"""The bidirectional teacher's flow-matching objective on the streaming layout (reference = clean latent frame 0).
+
+Per sample: one timestep `t` for the generated frames 1..F and `t = 0` on frame 0, the clean portrait latent, as the
+streaming sampler's sink and the windowed sampler's first window hold it; `x_t = (1 - s) x0 + s eps` (frame 0 stays
+exactly clean), bidirectional attention, velocity target `eps - x0`, loss on the generated frames only. Text and
+audio are dropped independently per sample (empty text / all-zero audio features: the null conditions of CFG).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ... import flow
+from ...models.attention import Bidirectional
+from ..losses.flow_matching import flow_matching_loss
+from .avatar_batch import conditioning
+
+
+def reference_frame_timesteps(t_generated: torch.Tensor, frames: int) -> torch.Tensor:
+    """Per-sample timesteps `[B]` of the generated frames -> per-frame `[B, frames]` with 0 on the reference frame."""
+    t = t_generated.float()[:, None].expand(-1, frames).clone()
+    t[:, 0] = 0.0
+    return t
+
+
+def generated_frame_weights(batch: int, frames: int, device: torch.device) -> torch.Tensor:
+    """`[B, frames]`: 0 on the reference frame, 1 on the generated ones."""
+    weights = torch.ones(batch, frames, device=device)
+    weights[:, 0] = 0.0
+    return weights
+
+
+def teacher_loss(
+    model: torch.nn.Module,
+    batch: dict,
+    t_generated: torch.Tensor,
+    noise: torch.Tensor,
+    keep_text: torch.Tensor | None = None,
+    keep_audio: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Flow-matching loss of one batch.
+
+    batch `latents` `[B, C, 1 + F, h, w]` (+ `audio`, `text`, see avatar_batch); t_generated `[B]` Wan timesteps of the
+    generated frames; noise like the latents; keep_text / keep_audio `[B]` bool (None = keep). Returns `(loss, logs)`.
+    """
+    x0 = batch["latents"]
+    size, frames = x0.shape[0], x0.shape[2]
+    if frames < 2:
+        raise ValueError(f"a teacher sample needs the reference frame and at least one generated frame, got {frames}")
+    t = reference_frame_timesteps(t_generated.to(x0.device), frames)
+    x_t = flow.add_noise(x0, noise, t)
+    cond = conditioning(model, batch, range(frames), keep_text, keep_audio)
+    velocity = model(x_t, t, cond, attention=Bidirectional())
+    loss, logs = flow_matching_loss(velocity, x0, noise, generated_frame_weights(size, frames, x0.device))
+    return loss, logs | {"t_mean": float(t_generated.float().mean())}
