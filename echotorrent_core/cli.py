@@ -33,6 +33,15 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--audio-adapter", default=None,
                         help="MultiTalk/InfiniteTalk audio-layer file applied on the DiT (e.g. on a Wan2.1 base)")
     parser.add_argument("--text-embeds", default=None, help="safetensors with 'context' [L, 4096] (+ 'negative')")
+    parser.add_argument(
+        "--clip-features", default=None, metavar="FILE.safetensors",
+        help="image-to-video checkpoints only (required there): the portrait's CLIP ViT-H/14 penultimate hidden "
+             "states, one tensor [257, 1280] or [1, 257, 1280] (named 'clip_fea' or 'penultimate_hidden_states' "
+             "when the file holds more). In ComfyUI: Load CLIP Vision (clip_vision_h.safetensors) -> CLIP Vision "
+             "Encode (crop: none) gives them as output.penultimate_hidden_states; save that tensor with "
+             "safetensors.torch.save_file({'clip_fea': t}, FILE). With transformers: "
+             "CLIPVisionModel(...)(pixels_224, output_hidden_states=True).hidden_states[-2].",
+    )
     parser.add_argument("--height", type=int, default=None, help="output height, multiple of 16 (default: bundle's)")
     parser.add_argument("--width", type=int, default=None, help="output width, multiple of 16 (default: bundle's)")
     parser.add_argument("--steps", type=int, default=4, help="denoising steps per chunk")
@@ -82,13 +91,18 @@ def _resolve_checkpoints(args: argparse.Namespace) -> tuple[tuple[Path, Path, Pa
 def _generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .pipeline import generate_to_file, load_bundle, load_text_embeddings
+    from .pipeline import generate_to_file, load_bundle, load_clip_features, load_text_embeddings
 
     (dit_path, vae_path, audio_path), defaults = _resolve_checkpoints(args)
     bundle = load_bundle(dit_path, vae_path, audio_path, device=args.device, audio_adapter=args.audio_adapter)
     for report in bundle.reports:
         print(f"loaded {report.describe()}", file=sys.stderr)
     text, negative = load_text_embeddings(args.text_embeds) if args.text_embeds else (None, None)
+    clip_features = None
+    if args.clip_features:
+        if bundle.dit.cfg.image_dim is None:
+            raise ValueError("--clip-features is only for image-to-video checkpoints; this DiT has no CLIP branch")
+        clip_features = load_clip_features(args.clip_features, bundle.dit.cfg.image_dim)
     settings = StreamSettings(chunk_frames=args.chunk_frames, window_frames=args.window_frames, steps=args.steps,
                               shift=args.shift, solver=args.solver, fps=args.fps, seed=args.seed)
     guidance = GuidancePolicy(mode=GuidanceMode(args.guidance), text_scale=args.text_scale,
@@ -104,7 +118,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     try:
         result = generate_to_file(bundle, args.image, args.audio, args.out, height, width, settings, guidance,
-                                  text, negative, on_chunk=on_chunk, loudness_lufs=args.loudness)
+                                  text, negative, on_chunk=on_chunk, loudness_lufs=args.loudness,
+                                  clip_features=clip_features)
     except KeyboardInterrupt:
         bar.close()
         print(f"interrupted: {args.out} holds the chunks finished so far", file=sys.stderr)

@@ -29,6 +29,8 @@ from .streaming import ChunkOutput, StreamingSampler, StreamSettings
 BUNDLE_FILES = {"dit": "dit.safetensors", "vae": "vae.safetensors", "audio_encoder": "audio_encoder.safetensors"}
 MAX_MUXED_CHANNELS = 2  # the mp4 keeps mono / stereo sound as it is; more channels are mixed down to mono
 BUNDLE_SETTINGS_FILE = "bundle.json"  # optional: {"height": .., "width": .., "fps": ..} generation defaults
+CLIP_TOKENS = 257  # CLIP ViT-H/14 at 224 px: 256 patch tokens + the class token, as Wan I2V is trained on
+CLIP_FEATURE_KEYS = ("clip_fea", "penultimate_hidden_states")  # names a CLIP features file may use
 
 
 @dataclass
@@ -92,6 +94,49 @@ def load_text_embeddings(path: str | Path) -> tuple[torch.Tensor, torch.Tensor |
     return as_batch(tensors["context"]), None if negative is None else as_batch(negative)
 
 
+def load_clip_features(path: str | Path, image_dim: int) -> torch.Tensor:
+    """CLIP image features of the portrait from a safetensors file -> `[1, 257, image_dim]` float32.
+
+    The file holds one tensor `[257, image_dim]` or `[1, 257, image_dim]` (the penultimate hidden states of CLIP
+    ViT-H/14 at 224 px, what ComfyUI's CLIP Vision Encode returns as `penultimate_hidden_states`), under any name
+    when it is the only tensor, else under one of `CLIP_FEATURE_KEYS`.
+    """
+    tensors, _ = read_state_dict(path)
+    named = [key for key in CLIP_FEATURE_KEYS if key in tensors]
+    if named:
+        features = tensors[named[0]]
+    elif len(tensors) == 1:
+        features = next(iter(tensors.values()))
+    else:
+        raise ValueError(
+            f"{path} must hold one tensor, or one named {' or '.join(CLIP_FEATURE_KEYS)}: the CLIP features "
+            f"[{CLIP_TOKENS}, {image_dim}]; found {sorted(tensors)}"
+        )
+    if features.ndim == 2:
+        features = features[None]
+    if features.ndim != 3 or tuple(features.shape) != (1, CLIP_TOKENS, image_dim) or not features.is_floating_point():
+        raise ValueError(
+            f"CLIP features in {path} must be a float tensor [{CLIP_TOKENS}, {image_dim}] or [1, {CLIP_TOKENS}, "
+            f"{image_dim}] (CLIP ViT-H/14 penultimate hidden states of the portrait), got {features.dtype} "
+            f"{tuple(features.shape)}"
+        )
+    if not torch.isfinite(features).all():
+        raise ValueError(f"CLIP features in {path} contain NaN or infinite values")
+    return features.float()
+
+
+def check_clip_features(dit: torch.nn.Module, clip_features: torch.Tensor | None) -> None:
+    """Raise ValueError unless CLIP features are given exactly when the DiT is an image-to-video checkpoint."""
+    image_dim = dit.cfg.image_dim
+    if image_dim is not None and clip_features is None:
+        raise ValueError(
+            f"this is an image-to-video checkpoint (CLIP image branch, in_dim {dit.cfg.in_dim}): it needs the "
+            f"portrait's CLIP features [1, {CLIP_TOKENS}, {image_dim}] (CLI: --clip-features FILE.safetensors)"
+        )
+    if image_dim is None and clip_features is not None:
+        raise ValueError("this checkpoint has no CLIP image branch: CLIP features are only for image-to-video models")
+
+
 def encode_audio_features(bundle: ModelBundle, waveform: torch.Tensor, fps: float) -> torch.Tensor:
     """Mono waveform `[S]` at the encoder's rate -> features `[T_video, layers, dim]`, one row per video frame.
 
@@ -119,14 +164,17 @@ def generate_to_file(
     negative_text: torch.Tensor | None = None,
     on_chunk: Callable[[ChunkOutput, int], None] | None = None,
     loudness_lufs: float | None = -23.0,
+    clip_features: torch.Tensor | None = None,
 ) -> GenerationResult:
     """Stream a lip-synced video into `out_path` chunk by chunk; inputs are validated before the file is created.
 
     The speech the audio encoder hears is normalised to `loudness_lufs` (ITU-R BS.1770; None = as recorded), as
     MultiTalk / InfiniteTalk do; the mp4 gets the original audio untouched.
     `on_chunk(chunk, total_chunks)` is called after each chunk is written (progress bars). An exception or Ctrl-C
-    mid-stream leaves a playable mp4 of the chunks written so far.
+    mid-stream leaves a playable mp4 of the chunks written so far. Image-to-video checkpoints need
+    `clip_features` `[1, 257, image_dim]` (`load_clip_features`), other checkpoints refuse them.
     """
+    check_clip_features(bundle.dit, clip_features)
     reference = load_image(image, height, width)
     original, original_rate = load_audio_channels(audio)
     waveform = to_mono_resampled(original, original_rate, bundle.audio_encoder.cfg.sample_rate)
@@ -141,7 +189,8 @@ def generate_to_file(
     soundtrack = original if original.shape[0] <= MAX_MUXED_CHANNELS else original.mean(dim=0, keepdim=True)
     with Mp4StreamWriter(out_path, fps=settings.fps, width=width, height=height,
                          audio=soundtrack, audio_rate=original_rate) as writer:
-        for chunk in sampler.stream(reference, features, text=text, negative_text=negative_text):
+        for chunk in sampler.stream(reference, features, text=text, negative_text=negative_text,
+                                    clip_fea=clip_features):
             writer.write(chunk.frames)
             frames += chunk.frames.shape[0]
             seconds.append(chunk.seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import wave
 from pathlib import Path
 
@@ -200,3 +201,62 @@ def test_cli_without_a_bundle_says_what_to_pass(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no model bundle"):
         cli.main(["generate", "--model", str(tmp_path / "missing"), "--image", "a.png", "--audio", "b.wav",
                   "--out", str(tmp_path / "x.mp4"), "--device", "cpu"])
+
+
+@pytest.fixture(scope="module")
+def i2v_bundle_dir(tmp_path_factory) -> Path:
+    return write_random_bundle(tmp_path_factory.mktemp("i2v_bundle"), "tiny-i2v", seed=0)
+
+
+def _i2v_args(bundle_dir: Path, tmp_path: Path, out: Path) -> list[str]:
+    return ["generate", "--model", str(bundle_dir), "--image", str(write_png(tmp_path / "face.png")),
+            "--audio", str(write_wav(tmp_path / "speech.wav", 0.6)), "--out", str(out), "--steps", "1",
+            "--device", "cpu"]
+
+
+def test_cli_runs_an_image_to_video_checkpoint_with_clip_features(i2v_bundle_dir: Path, tmp_path: Path) -> None:
+    features = torch.randn(257, 1280, generator=torch.Generator().manual_seed(0))
+    outputs = []
+    for name, tensors in [("a", {"clip_fea": features}), ("b", {"penultimate_hidden_states": features[None].half()}),
+                          ("c", {"anything": torch.randn(257, 1280).exp()})]:
+        save_file(tensors, str(tmp_path / f"{name}.safetensors"))
+        out = tmp_path / f"{name}.mp4"
+        clip_args = ["--clip-features", str(tmp_path / f"{name}.safetensors")]
+        assert cli.main(_i2v_args(i2v_bundle_dir, tmp_path, out) + clip_args) == 0
+        frames, _, sound, _ = read_video_frames(out)
+        assert frames.shape == (15, 64, 64, 3) and sound is not None
+        outputs.append(frames.float())
+    same, other = (outputs[0] - outputs[1]).abs().mean(), (outputs[0] - outputs[2]).abs().mean()
+    assert other > 1 and same < other / 10  # fp16 copy: same video up to rounding; other features: the branch is used
+
+
+@pytest.mark.parametrize("tensors, message", [
+    (None, "--clip-features"),
+    ({"clip_fea": torch.randn(256, 1280)}, r"\[257, 1280\]"),
+    ({"clip_fea": torch.randn(2, 257, 1280)}, r"\[1, 257, 1280\]"),
+    ({"clip_fea": torch.randint(0, 9, (257, 1280))}, "float tensor"),
+    ({"x": torch.randn(257, 1280), "y": torch.randn(257, 1280)}, "clip_fea"),
+    ({"clip_fea": torch.full((257, 1280), float("nan"))}, "NaN"),
+])
+def test_cli_rejects_missing_or_malformed_clip_features(i2v_bundle_dir: Path, tmp_path: Path, capsys,
+                                                        tensors, message) -> None:
+    out = tmp_path / "x.mp4"
+    args = _i2v_args(i2v_bundle_dir, tmp_path, out)
+    if tensors is not None:
+        save_file(tensors, str(tmp_path / "clip.safetensors"))
+        args += ["--clip-features", str(tmp_path / "clip.safetensors")]
+    assert cli.main(args) == 2
+    assert re.search(message, capsys.readouterr().err) and not out.exists()
+
+
+def test_clip_features_are_refused_by_a_text_to_video_checkpoint(bundle_dir: Path, bundle, tmp_path: Path,
+                                                                 capsys) -> None:
+    save_file({"clip_fea": torch.randn(257, 1280)}, str(tmp_path / "clip.safetensors"))
+    out = tmp_path / "x.mp4"
+    args = _i2v_args(bundle_dir, tmp_path, out) + ["--clip-features", str(tmp_path / "clip.safetensors")]
+    assert cli.main(args) == 2
+    assert "only for image-to-video" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(ValueError, match="no CLIP image branch"):
+        generate_to_file(bundle, write_png(tmp_path / "f.png"), write_wav(tmp_path / "s.wav", 0.5), out, SIZE, SIZE,
+                         clip_features=torch.randn(1, 257, 1280))
+    assert not out.exists()
