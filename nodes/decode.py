@@ -93,5 +93,5 @@ class RefinedVAEDecode(io.ComfyNode):
             skip = max(0, skip - video.shape[2])
             frames[written : written + chunk.shape[0]] = chunk
             written += chunk.shape[0]
-            progress.done(index + 1, chunk[-1] if chunk.shape[0] else None)
+            progress.done(index + 1, chunk)
         return io.NodeOutput(frames)

@@ -1,13 +1,20 @@
-"""ComfyUI progress and interruption for the chunk loops: a progress bar with a preview frame per chunk."""
+"""ComfyUI progress and interruption for the chunk loops: a progress bar with a preview frame per chunk and, for a
+streamed video, the live player's events (start, every chunk's frames and sound, end; see stream_preview.py)."""
 
 from __future__ import annotations
+
+import time
 
 import comfy.model_management
 import comfy.utils
 import torch
 from PIL import Image
 
+from .node_events import send_node_event
+from .stream_preview import StreamPreview, chunk_payload, end_payload, mono_track, start_payload
+
 PREVIEW_MAX_SIZE = 512  # longest preview side; smaller frames are sent as they are (the server would upscale)
+STREAM_CHANNEL = "echotorrent.stream"  # events echotorrent.stream.start / .chunk / .end
 
 
 def check_interrupt() -> None:
@@ -16,16 +23,39 @@ def check_interrupt() -> None:
 
 
 class ChunkProgress:
-    """A ComfyUI ProgressBar over `total` chunks that shows the last frame of each finished chunk."""
+    """A ComfyUI ProgressBar over `total` chunks that shows the last frame of each finished chunk; with a
+    `stream`, each chunk's frames and sound also go to the browser's player (start event now, end event after the
+    last chunk), kept for a page that reloads mid-run."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, stream: StreamPreview | None = None) -> None:
         self.total = total
         self.bar = comfy.utils.ProgressBar(total)
+        self.stream = stream
+        self.frames_done = 0
+        self.started = self.last = time.perf_counter()
+        self.track = None if stream is None else mono_track(stream.audio)
+        if stream is not None:
+            send_node_event(STREAM_CHANNEL, "start", start_payload(stream, total), keep=True)
 
-    def done(self, chunks: int, frame: torch.Tensor | None) -> None:
-        """`chunks` finished so far; `frame` `[H, W, 3]` in [0, 1] becomes the preview (None: no new preview)."""
+    def done(self, chunks: int, frames: torch.Tensor | None) -> None:
+        """`chunks` finished so far; `frames` `[n, H, W, 3]` in [0, 1] are the newest chunk's (its last frame is
+        the preview; None: no new frames)."""
         preview = None
-        if frame is not None:
-            pixels = (frame.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        if frames is not None and frames.shape[0] > 0:
+            pixels = (frames[-1].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
             preview = ("JPEG", Image.fromarray(pixels), min(PREVIEW_MAX_SIZE, max(pixels.shape[:2])))
         self.bar.update_absolute(chunks, self.total, preview)
+        if self.stream is not None:
+            self._send_chunk(chunks, frames)
+
+    def _send_chunk(self, chunks: int, frames: torch.Tensor | None) -> None:
+        now = time.perf_counter()
+        if frames is not None and frames.shape[0] > 0:
+            payload = chunk_payload(self.stream, self.track, chunks - 1, self.total, self.frames_done, frames,
+                                    now - self.last)
+            send_node_event(STREAM_CHANNEL, "chunk", payload, keep=True)
+            self.frames_done += frames.shape[0]
+        self.last = now
+        if chunks == self.total:
+            send_node_event(STREAM_CHANNEL, "end", end_payload(self.stream, chunks, self.total, now - self.started),
+                            keep=True)

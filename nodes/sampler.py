@@ -14,7 +14,7 @@ from echotorrent_core.guidance_inputs import fit_region_mask, policy_for_stream
 from echotorrent_core.media import load_image
 from echotorrent_core.streaming import StreamingSampler, StreamSettings
 
-from .progress import ChunkProgress, check_interrupt
+from .progress import ChunkProgress, StreamPreview, check_interrupt
 from .types import AudioFeatures, AudioFeaturesType, EchoTorrentModel, Guidance, GuidanceType, ModelType
 
 RESIZE_POLICY = "cover"
@@ -132,11 +132,12 @@ class EchoTorrentStreamingSampler(io.ComfyNode):
         frames = torch.empty(num_frames, *reference.shape[1:], 3)
         latents = torch.empty(1, sink.shape[1], 1 + chunks * n, *sink.shape[3:])
         latents[:, :, :1] = sink.float().cpu()
-        progress = ChunkProgress(chunks)
+        progress = ChunkProgress(chunks, StreamPreview(sampler.settings.fps, num_frames, *reference.shape[1:],
+                                                       audio=audio_features.audio))
         stream = sampler.stream(reference, audio_features.features, text=text, negative_text=negative_text,
                                 check_interrupt=check_interrupt, region_mask=region_mask)
         for chunk in stream:
             frames[chunk.first_frame : chunk.first_frame + chunk.frames.shape[0]] = chunk.frames
             latents[:, :, 1 + chunk.index * n : 1 + (chunk.index + 1) * n] = chunk.latents.float()
-            progress.done(chunk.index + 1, chunk.frames[-1])
+            progress.done(chunk.index + 1, chunk.frames)
         return frames, latents

@@ -1,0 +1,133 @@
+"""The live player's events (nodes/progress.py, stream_preview.py, node_events.py): what a chunk loop sends, checked
+by decoding it back, and the bounded log that a reloaded page catches up from."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from test_nodes import comfy, pack  # noqa: F401  (fixtures: ComfyUI's modules, the pack as a package)
+
+FPS = 25.0
+RATE = 22050
+HEIGHT, WIDTH = 96, 400  # wider than the player's size: the frames are scaled down
+CHUNKS = (12, 12, 6)  # frames per chunk; the last one is cut to the audio
+
+
+@pytest.fixture
+def events(pack):  # noqa: F811
+    node_events = pack.node_events
+    sent = []
+    node_events.set_transport(lambda name, message, client: sent.append((name, message, client)))
+    yield sent
+    node_events.set_transport(None)
+
+
+def _stream_inputs(frames: int) -> tuple[torch.Tensor, dict]:
+    video = torch.rand(frames, HEIGHT, WIDTH, 3, generator=torch.Generator().manual_seed(0))
+    video = F.avg_pool2d(video.permute(0, 3, 1, 2), 9, 1, 4).permute(0, 2, 3, 1)  # smooth: JPEG keeps it closely
+    seconds = frames / FPS + 0.03  # a little longer than the video, as an audio file's tail
+    time = torch.arange(round(seconds * RATE)) / RATE
+    left, right = 0.5 * torch.sin(2 * torch.pi * 220 * time), 0.2 * torch.sin(2 * torch.pi * 330 * time)
+    return video, {"waveform": torch.stack([left, right])[None], "sample_rate": RATE}
+
+
+def _run_chunks(pack, video: torch.Tensor, audio: dict, prompt_id: str = "prompt-1", node: str = "7"):  # noqa: F811
+    from comfy_execution.utils import CurrentNodeContext
+
+    preview = pack.progress.StreamPreview(FPS, video.shape[0], HEIGHT, WIDTH, audio=audio)
+    with CurrentNodeContext(prompt_id, node):
+        progress = pack.progress.ChunkProgress(len(CHUNKS), preview)
+        start = 0
+        for index, count in enumerate(CHUNKS):
+            progress.done(index + 1, video[start : start + count])
+            start += count
+
+
+def test_a_stream_sends_start_every_chunk_with_its_sound_and_end(pack, events):  # noqa: F811
+    video, audio = _stream_inputs(sum(CHUNKS))
+    _run_chunks(pack, video, audio)
+
+    names = [name for name, _, _ in events]
+    assert names == ["echotorrent.stream.start"] + ["echotorrent.stream.chunk"] * 3 + ["echotorrent.stream.end"]
+    messages = [message for _, message, _ in events]
+    assert all(m["prompt_id"] == "prompt-1" and m["node"] == "7" and m["channel"] == "echotorrent.stream"
+               for m in messages)
+    assert [m["seq"] for m in messages] == sorted({m["seq"] for m in messages})
+    start, chunks, end = messages[0], messages[1:-1], messages[-1]
+    assert start["chunks_total"] == 3 and start["frames_total"] == 30 and start["fps"] == FPS
+    assert (start["height"], start["width"]) == (77, 320)  # longest side 320, aspect kept
+    assert start["sample_rate"] == RATE
+    assert end["chunks_done"] == 3 and end["saved_video"] is None and end["seconds"] >= 0
+
+    mono = audio["waveform"][0].mean(0)
+    first_sample = 0
+    for index, (chunk, count) in enumerate(zip(chunks, CHUNKS)):
+        assert (chunk["index"], chunk["frame_count"], chunk["first_frame"]) == (index, count, sum(CHUNKS[:index]))
+        assert chunk["seconds"] >= 0
+        sound = chunk["audio"]
+        assert sound["first_sample"] == first_sample  # consecutive, no gap, no overlap
+        assert sound["samples"] == round((chunk["first_frame"] + count) * RATE / FPS) - first_sample
+        pcm = np.frombuffer(base64.b64decode(sound["pcm16"]), "<i2").astype(np.float32) / 32767
+        assert pcm.shape == (sound["samples"],)
+        np.testing.assert_allclose(pcm, mono[first_sample : first_sample + pcm.shape[0]].numpy(), atol=1 / 32767)
+        first_sample += sound["samples"]
+
+        expected = F.interpolate(video[chunk["first_frame"] : chunk["first_frame"] + count].permute(0, 3, 1, 2),
+                                 size=(77, 320), mode="area").permute(0, 2, 3, 1).numpy()
+        assert len(chunk["jpeg"]) == count
+        for frame, encoded in zip(expected, chunk["jpeg"]):
+            with Image.open(io.BytesIO(base64.b64decode(encoded))) as image:
+                assert image.format == "JPEG" and image.size == (320, 77)
+                decoded = np.asarray(image.convert("RGB"), np.float32) / 255
+            assert np.abs(decoded - frame).mean() < 0.02
+    assert first_sample == round(30 * RATE / FPS)
+
+
+def test_the_progress_bar_still_previews_each_chunks_last_frame(pack, comfy, events):  # noqa: F811
+    calls = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, **_: calls.append((value, total, preview)))
+    try:
+        video, audio = _stream_inputs(sum(CHUNKS))
+        _run_chunks(pack, video, audio)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    assert [(value, total) for value, total, _ in calls] == [(1, 3), (2, 3), (3, 3)]
+    kind, image, max_size = calls[-1][2]
+    assert kind == "JPEG" and image.size == (WIDTH, HEIGHT) and max_size == WIDTH
+
+
+def test_outside_a_node_execution_nothing_is_sent(pack, events):  # noqa: F811
+    preview = pack.progress.StreamPreview(FPS, 12, HEIGHT, WIDTH)
+    progress = pack.progress.ChunkProgress(1, preview)
+    progress.done(1, torch.zeros(12, HEIGHT, WIDTH, 3))
+    assert events == []
+
+
+def test_the_log_keeps_each_streams_header_and_its_newest_events_within_bounds(pack, monkeypatch):  # noqa: F811
+    node_events = pack.node_events
+    log = node_events.EventLog()
+    monkeypatch.setattr(node_events, "MAX_STREAM_BYTES", 2000)
+
+    def message(prompt: str, kind: str, size: int = 0) -> dict:
+        return {"seq": log.next_seq(), "channel": "c", "prompt_id": prompt, "node": "1", "kind": kind, "x": "a" * size}
+
+    log.keep("tab", message("p0", "start"))
+    for _ in range(10):
+        log.keep("tab", message("p0", "chunk", 500))
+    [stream] = log.streams("tab")
+    assert stream["header"]["kind"] == "start"
+    assert 1 <= len(stream["events"]) <= 3 and stream["dropped"] == 10 - len(stream["events"])
+    assert [event["seq"] for event in stream["events"]] == list(range(12 - len(stream["events"]), 12))
+    assert log.streams("other tab") == []
+    assert log.streams("tab", after=11)[0]["events"] == []
+    for number in range(1, node_events.MAX_STREAMS + 1):
+        log.keep("tab", message(f"p{number}", "start"))
+    assert [stream["prompt_id"] for stream in log.streams("tab")] == [
+        f"p{number}" for number in range(1, node_events.MAX_STREAMS + 1)
+    ]
