@@ -32,9 +32,10 @@ def dit_config(preset: str, overrides: dict[str, Any], audio_overrides: dict[str
 
 
 def build_dit(init: str | None, cfg: DiTConfig | None, seed: int) -> WanDiT:
-    """The DiT loaded from `init` (float32) or freshly initialised from `cfg` with `seed`."""
+    """The DiT loaded from `init` (float32) or freshly initialised from `cfg` with `seed`; trainable."""
     if init:
         model, _ = load_dit(init, dtype=torch.float32)
+        model.requires_grad_(True)
     else:
         if cfg is None:
             raise ValueError("a DiT needs either an init file or a config")

@@ -1,0 +1,153 @@
+"""Stage `vae`: a Wan-layout causal VAE (any VAEConfig width) trained on frame windows of the clip folder.
+
+Windows are `1 + 4k` frames (the causal layout: the first frame encoded alone, then groups of 4). Loss: L1 + SSIM +
+Laplacian high-frequency L1 on the decoded frames of a sampled posterior, + a small KL (losses/reconstruction.py).
+Export measures the per-channel mean / std of the posterior means over the training windows and writes them into
+the exported VAE's config (`latents_mean` / `latents_std`), so its latents are normalised as Wan's are (about zero
+mean, unit variance per channel); the DiT stages encode with that file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...checkpoints.loaders import load_vae, save_vae
+from ...config import VAEConfig, get_preset
+from ...models.vae import WanVAE
+from ...models.vae_cache import FeatureCache
+from ..losses.reconstruction import ReconstructionWeights, reconstruction_loss
+from ..registry import register_stage
+from ..stage import Stage
+from .prepared_data import prepare_frame_windows
+from .sample_files import TensorSamples, file_fingerprint, split_samples
+
+
+@dataclass
+class VAEStageConfig:
+    """data: a clip folder or a prepared `.safetensors` with `video` [N, T, 3, S, S] uint8; preset / vae: the
+    VAEConfig (a preset's, with field overrides); init: continue from a VAE file; frames: 1 + 4k per window;
+    loss weights (l1, ssim, high_frequency, kl, ssim_window); stats_windows: windows measured for the latent
+    statistics at export."""
+
+    data: str
+    preset: str = "tiny"
+    vae: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
+    size: int = 64
+    frames: int = 9
+    windows_per_clip: int = 4
+    limit_clips: int | None = None
+    heldout_split: str = "heldout"
+    fps: float = 25.0
+    cache_dir: str | None = None
+    l1: float = 1.0
+    ssim: float = 0.2
+    high_frequency: float = 0.5
+    kl: float = 1e-6
+    ssim_window: int = 7
+    stats_windows: int = 64
+
+    def __post_init__(self) -> None:
+        if self.frames < 1 or (self.frames - 1) % 4:
+            raise ValueError(f"frames must be 1 + 4k (the causal layout), got {self.frames}")
+
+
+def pixels(video: torch.Tensor) -> torch.Tensor:
+    """Batch `video` `[B, T, 3, S, S]` uint8 -> `[B, 3, T, S, S]` float in [-1, 1]."""
+    return video.permute(0, 2, 1, 3, 4).float() / 127.5 - 1.0
+
+
+def posterior(vae: WanVAE, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal encode (first frame alone, then groups of 4) -> (mu, logvar) `[B, z, 1 + (T-1)/4, S/8, S/8]` each."""
+    vae.check_video(video)
+    cache = FeatureCache()
+    stride = vae.cfg.temporal_stride
+    steps = [video[:, :, :1]] + [video[:, :, t : t + stride] for t in range(1, video.shape[2], stride)]
+    mu, logvar = vae.conv1(torch.cat([vae.encoder(step, cache) for step in steps], dim=2)).chunk(2, dim=1)
+    return mu, logvar.clamp(-30.0, 20.0)
+
+
+@torch.no_grad()
+def latent_statistics(vae: WanVAE, windows: TensorSamples, count: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of the posterior means of the first `count` windows."""
+    device = next(vae.parameters()).device
+    means = []
+    for index in range(min(count, len(windows))):
+        mu, _ = posterior(vae, pixels(windows[index]["video"][None]).to(device))
+        means.append(mu.transpose(0, 1).flatten(1))
+    values = torch.cat(means, dim=1).double()
+    std = values.std(dim=1).clamp_min(1e-6)
+    return tuple(values.mean(dim=1).tolist()), tuple(std.tolist())
+
+
+@register_stage
+class VAEStage(Stage):
+    name = "vae"
+    Config = VAEStageConfig
+
+    def __init__(self, config: VAEStageConfig, trainer_config, device: torch.device) -> None:
+        super().__init__(config, trainer_config, device)
+        if config.init:
+            self.vae = load_vae(config.init, dtype=torch.float32)[0]
+        else:
+            base = get_preset(config.preset).vae
+            torch.manual_seed(trainer_config.seed)
+            self.vae = WanVAE(VAEConfig.from_dict(base.to_dict() | config.vae))
+        self.weights = ReconstructionWeights(config.l1, config.ssim, config.high_frequency, config.kl,
+                                             config.ssim_window)
+        self.cache_dir = Path(config.cache_dir or Path(trainer_config.out_dir) / "data")
+        self._datasets: dict[str, TensorSamples | None] = {}
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"generator": self.vae}
+
+    def dataset(self, split: str) -> TensorSamples | None:
+        if split not in self._datasets:
+            self._datasets[split] = self._load(split)
+        return self._datasets[split]
+
+    def _load(self, split: str) -> TensorSamples | None:
+        config = self.config
+        path = lambda name: self.cache_dir / f"frames_{name}_{config.size}px_{config.frames}f.safetensors"
+        fingerprint = lambda name: {
+            "kind": "frames", "index": file_fingerprint(Path(config.data) / "index.json"), "split": name,
+            "size": config.size, "frames": config.frames, "windows": config.windows_per_clip,
+            "limit": config.limit_clips, "fps": config.fps,
+        }
+        build = lambda name: prepare_frame_windows(config.data, name, config.size, config.frames,
+                                                   config.windows_per_clip, config.fps, config.limit_clips)
+        return split_samples(config.data, split, config.heldout_split, path, fingerprint, build)
+
+    def _reconstruct(self, video: torch.Tensor, sample: bool) -> tuple[torch.Tensor, dict[str, float]]:
+        target = pixels(video)
+        mu, logvar = posterior(self.vae, target)
+        z = mu + torch.randn(mu.shape).to(mu) * (0.5 * logvar).exp() if sample else mu
+        decoded = self.vae.decode_steps(z, FeatureCache())
+        return reconstruction_loss(decoded, target, mu, logvar, self.weights)
+
+    def generator_loss(self, batch: dict, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        return self._reconstruct(batch["video"], sample=True)
+
+    @torch.no_grad()
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Held-out reconstruction from the posterior means (L1, SSIM, high-frequency, PSNR)."""
+        heldout = self.dataset("heldout")
+        if heldout is None:
+            return {}
+        video = torch.stack([heldout[i]["video"] for i in range(min(len(heldout), 8))]).to(self.device)
+        _, logs = self._reconstruct(video, sample=False)
+        return logs
+
+    def export(self, out_dir: Path) -> list[Path]:
+        trained = WanVAE(self.vae.cfg)
+        trained.load_state_dict(self.export_weights("generator"))
+        mean, std = latent_statistics(trained.to(self.device), self.dataset("train"), self.config.stats_windows)
+        exported = WanVAE(dataclasses.replace(self.vae.cfg, latents_mean=mean, latents_std=std))
+        exported.load_state_dict(trained.state_dict())
+        return [save_vae(exported, Path(out_dir) / "vae.safetensors")]

@@ -1,0 +1,132 @@
+"""Stages `vae` and `teacher`: one short step trains, the teacher's loss and dropout, export round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from echotorrent_core.checkpoints.loaders import load_dit, load_vae
+from echotorrent_core.models.attention import Bidirectional
+from echotorrent_core.models.dit import WanDiT
+from echotorrent_core.training.config import TrainerConfig
+from echotorrent_core.training.registry import get_stage
+from echotorrent_core.training.stages.avatar_batch import conditioning
+from echotorrent_core.training.stages.teacher_objective import teacher_loss
+from echotorrent_core.training.stages.vae import VAEStageConfig, pixels, posterior
+
+from stage_fixtures import TINY, write_avatar_samples, write_frame_windows
+
+
+def _one_step(stage, batch: dict) -> tuple[float, dict[str, torch.Tensor]]:
+    """One AdamW step of the generator on `batch`; returns the loss and the parameters before the step."""
+    model = stage.modules()["generator"]
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss, logs = stage.generator_loss(batch, 0)
+    assert torch.isfinite(loss) and all(isinstance(v, float) for v in logs.values())
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()), before
+
+
+def _changed(model: torch.nn.Module, before: dict[str, torch.Tensor]) -> float:
+    return sum(float((p.detach() - before[n]).abs().sum()) for n, p in model.named_parameters())
+
+
+def _batch(dataset, count: int) -> dict:
+    return {key: torch.stack([dataset[i][key] for i in range(count)]) for key in dataset[0]}
+
+
+def test_vae_stage_trains_and_exports_latent_statistics(tmp_path) -> None:
+    data = write_frame_windows(tmp_path / "frames.safetensors")
+    stage_cls = get_stage("vae")
+    stage = stage_cls(VAEStageConfig(data=str(data), size=32, frames=5), TrainerConfig(out_dir=str(tmp_path)), "cpu")
+    loss, before = _one_step(stage, _batch(stage.dataset("train"), 2))
+    assert _changed(stage.vae, before) > 0
+    (path,) = stage.export(tmp_path / "out")
+    vae, report = load_vae(path)
+    assert vae.cfg.latents_mean != TINY.vae.latents_mean
+    with torch.no_grad():
+        video = pixels(_batch(stage.dataset("train"), 4)["video"])
+        normalised = vae.encode(video).transpose(0, 1).flatten(1)
+        mu, _ = posterior(stage.vae, video)
+        assert torch.allclose(vae.encode_raw(video), mu, atol=1e-5)
+    assert normalised.mean(dim=1).abs().max() < 1e-3
+    assert (normalised.std(dim=1) - 1).abs().max() < 1e-3
+
+
+def _teacher_stage(tmp_path):
+    data = write_avatar_samples(tmp_path / "samples.safetensors")
+    config = get_stage("teacher").Config(data=str(data))
+    return get_stage("teacher")(config, TrainerConfig(out_dir=str(tmp_path)), "cpu")
+
+
+class _ReferenceFrameSpy(torch.nn.Module):
+    """Wraps a DiT: records its inputs and adds a huge value to its prediction on latent frame 0."""
+
+    def __init__(self, model: WanDiT) -> None:
+        super().__init__()
+        self.model, self.cfg, self.seen = model, model.cfg, {}
+
+    def prepare_conditioning(self, **kwargs):
+        return self.model.prepare_conditioning(**kwargs)
+
+    @property
+    def text_embedding(self):
+        return self.model.text_embedding
+
+    def forward(self, x, t, cond, attention):
+        self.seen = {"x": x, "t": t, "attention": attention}
+        out = self.model(x, t, cond, attention=attention)
+        return out + 1e3 * (torch.arange(x.shape[2]) == 0).float()[None, None, :, None, None]
+
+
+def test_teacher_loss_reads_a_clean_reference_and_scores_generated_frames_only(tmp_path) -> None:
+    stage = _teacher_stage(tmp_path)
+    batch = _batch(stage.dataset("train"), 2)
+    t = torch.tensor([300.0, 800.0])
+    noise = torch.randn(batch["latents"].shape)
+    spy = _ReferenceFrameSpy(stage.model)
+    spied, _ = teacher_loss(spy, batch, t, noise)
+    plain, _ = teacher_loss(stage.model, batch, t, noise)
+    assert torch.allclose(spied, plain)
+    assert torch.equal(spy.seen["x"][:, :, 0], batch["latents"][:, :, 0])
+    assert torch.equal(spy.seen["t"][:, 0], torch.zeros(2)) and torch.equal(spy.seen["t"][:, 1:], t[:, None].expand(2, 4))
+    assert spy.seen["attention"] == Bidirectional()
+    with torch.no_grad():
+        velocity = stage.model(spy.seen["x"], spy.seen["t"], conditioning(stage.model, batch, range(5)))
+    expected = (velocity[:, :, 1:] - (noise - batch["latents"])[:, :, 1:]).square().mean()
+    assert torch.allclose(plain, expected, rtol=1e-5)
+
+
+def test_dropped_text_and_audio_are_the_null_conditions_of_guidance(tmp_path) -> None:
+    stage = _teacher_stage(tmp_path)
+    batch = _batch(stage.dataset("train"), 2)
+    batch["text"] = torch.randn(2, 5, TINY.dit.text_dim)
+    model, frames = stage.model, range(5)
+    dropped = conditioning(model, batch, frames, torch.tensor([False, True]), torch.tensor([True, False]))
+    null_text = conditioning(model, dict(batch, text=torch.zeros_like(batch["text"])), frames)
+    null_audio = conditioning(model, dict(batch, audio=torch.zeros_like(batch["audio"])), frames)
+    full = conditioning(model, batch, frames)
+    assert torch.allclose(dropped.text[0], null_text.text[0]) and torch.allclose(dropped.text[1], full.text[1])
+    assert torch.allclose(dropped.audio[1], null_audio.audio[1]) and torch.allclose(dropped.audio[0], full.audio[0])
+    assert not torch.allclose(full.text[0], null_text.text[0]) and not torch.allclose(full.audio[1], null_audio.audio[1])
+
+
+def test_teacher_stage_step_and_export_round_trip(tmp_path) -> None:
+    stage = _teacher_stage(tmp_path)
+    torch.manual_seed(0)
+    _, before = _one_step(stage, _batch(stage.dataset("train"), 2))
+    assert _changed(stage.model, before) > 0
+    (path,) = stage.export(tmp_path / "out")
+    loaded, _ = load_dit(path)
+    assert loaded.cfg == stage.model.cfg
+    state = stage.model.state_dict()
+    assert all(torch.equal(value, state[key]) for key, value in loaded.state_dict().items())
+    batch = _batch(stage.dataset("train"), 1)
+    t = torch.full((1, 5), 500.0)
+    with torch.no_grad():
+        a = stage.model(batch["latents"], t, conditioning(stage.model, batch, range(5)))
+        b = loaded(batch["latents"], t, conditioning(loaded, batch, range(5)))
+    assert (a - b).abs().max() < 1e-5
