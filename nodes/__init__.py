@@ -7,7 +7,10 @@ from .decode import RefinedVAEDecode
 from .guidance import ACCGuidance
 from .loaders import LoadEchoTorrent
 from .sampler import EchoTorrentStreamingSampler
+from .save_stream import SaveStream
+from .stream import EchoTorrentStreamNode
 
 NODE_CLASSES: list[type[io.ComfyNode]] = [
-    LoadEchoTorrent, AudioEncode, ACCGuidance, EchoTorrentStreamingSampler, RefinedVAEDecode
+    LoadEchoTorrent, AudioEncode, ACCGuidance, EchoTorrentStreamingSampler, EchoTorrentStreamNode, SaveStream,
+    RefinedVAEDecode,
 ]

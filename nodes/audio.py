@@ -9,6 +9,7 @@ from echotorrent_core.media import normalize_loudness as scale_to_loudness
 from echotorrent_core.media import to_mono_resampled
 from echotorrent_core.pipeline import encode_audio_features
 
+from .memory import load_to_device
 from .types import AudioFeatures, AudioFeaturesType, EchoTorrentModel, ModelType
 
 TARGET_LOUDNESS_LUFS = -23.0
@@ -61,6 +62,7 @@ class AudioEncode(io.ComfyNode):
         mono = to_mono_resampled(waveform, rate, encoder_rate)
         if normalize_loudness:
             mono = scale_to_loudness(mono, encoder_rate, TARGET_LOUDNESS_LUFS)
+        load_to_device(model, "audio_encoder")
         features = encode_audio_features(model, mono, fps).float().cpu()
         payload = AudioFeatures(features, float(fps), audio, int(features.shape[0]))
         return io.NodeOutput(payload, payload.num_frames)

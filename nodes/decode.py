@@ -1,4 +1,7 @@
-"""EchoTorrent Refined VAE Decode: latents -> frames, streamed chunk by chunk through the base or refined decoder."""
+"""EchoTorrent Refined VAE Decode: latents -> frames, streamed chunk by chunk through the base or refined decoder.
+
+The LATENT holds raw Wan latents (ComfyUI's convention: core VAE Encode's output, our sampler's latent output).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from comfy_api.latest import io
 from echotorrent_core.media.frames import video_to_frames
 from echotorrent_core.models.vae import StreamingDecoder
 
+from .memory import load_to_device
 from .progress import ChunkProgress, check_interrupt
 from .types import EchoTorrentModel, ModelType
 
@@ -44,7 +48,8 @@ class RefinedVAEDecode(io.ComfyNode):
                         "few latent frames at a time; the frames equal one full decode.",
             inputs=[
                 ModelType.Input("model", tooltip="From Load EchoTorrent (its VAE and optional decoder refiner)."),
-                io.Latent.Input("latent", tooltip="Wan latents [1, 16, F, h, w], e.g. the sampler's latent output."),
+                io.Latent.Input("latent", tooltip="Raw Wan 2.1 latents [1, 16, F, h, w] (ComfyUI's Wan LATENT), e.g. "
+                                                  "the sampler's latent output or core VAE Encode's."),
                 io.Combo.Input("decoder", options=list(DECODER_CHOICES), default="auto",
                                tooltip="auto: the refiner when one is loaded, else the base VAE decoder."),
                 io.Boolean.Input("drop_reference_frame", default=True,
@@ -64,6 +69,7 @@ class RefinedVAEDecode(io.ComfyNode):
     def execute(cls, model: EchoTorrentModel, latent: dict, decoder: str, drop_reference_frame: bool,
                 num_frames: int, chunk_frames: int) -> io.NodeOutput:
         vae = choose_decoder(model, decoder)
+        load_to_device(model, "vae" if vae is model.vae else "refiner")
         samples = latent["samples"]
         if samples.ndim != 5 or samples.shape[0] != 1:
             raise ValueError(f"expected one latent video [1, {vae.cfg.z_dim}, F, h, w], got {tuple(samples.shape)}")
@@ -88,7 +94,8 @@ class RefinedVAEDecode(io.ComfyNode):
         for index, start in enumerate(starts):
             check_interrupt()
             with torch.no_grad():
-                video = streaming.decode_chunk(samples[:, :, start : min(start + chunk_frames, needed)].to(parameter))
+                raw = samples[:, :, start : min(start + chunk_frames, needed)].to(parameter.device, torch.float32)
+                video = streaming.decode_chunk(vae.normalise(raw).to(parameter.dtype))
             chunk = video_to_frames(video[0])[skip:][: total - written]
             skip = max(0, skip - video.shape[2])
             frames[written : written + chunk.shape[0]] = chunk

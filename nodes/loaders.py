@@ -1,9 +1,15 @@
-"""Load EchoTorrent: DiT + VAE + audio encoder (+ decoder refiner) from ComfyUI's model folders, cached."""
+"""Load EchoTorrent: DiT + VAE (a file or a core VAE) + audio encoder (+ decoder refiner) from ComfyUI's model folders.
+
+Nothing is cached here: ComfyUI keeps the node's output while its inputs and `fingerprint_inputs` (the files' paths,
+sizes and mtimes) are unchanged, and drops it on "Free model and node cache". The networks are loaded onto their
+offload device and handed to ComfyUI's model management (nodes/memory.py), which moves them onto the device when a
+node runs them.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +22,8 @@ from echotorrent_core.checkpoints.errors import CheckpointError
 from echotorrent_core.checkpoints.loaders import load_audio_encoder, load_dit, load_vae
 from echotorrent_core.checkpoints.refiner import load_decoder_refiner
 
+from .core_inputs import wan_vae_from_core
+from .memory import manage, offload_device
 from .types import EchoTorrentModel, ModelType
 
 ECHOTORRENT_FOLDER = "echotorrent"
@@ -69,40 +77,17 @@ def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
     return DTYPES[choice]
 
 
-def _file_key(path: Path, *settings: Hashable) -> tuple:
+def _file_key(path: Path) -> tuple:
     stat = path.stat()
-    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size, *settings)
+    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
-class LoadCache:
-    """The last object loaded for each role, reused while its key (files, mtimes, settings) is unchanged."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[tuple, Any]] = {}
-
-    def get(self, role: str, key: tuple, load: Callable[[], Any]) -> Any:
-        entry = self._entries.get(role)
-        if entry is not None and entry[0] == key:
-            return entry[1]
-        self._entries.pop(role, None)  # drop the old model before loading the new one
-        value = load()
-        self._entries[role] = (key, value)
-        return value
-
-
-LOAD_CACHE = LoadCache()
-
-
-def _load_cached(role: str, key: tuple, path: Path, load: Callable[[], Any]) -> Any:
-    """The cached `role` object while `key` holds, else `load()`; checkpoint errors name the role and the file."""
-
-    def checked() -> Any:
-        try:
-            return load()
-        except CheckpointError as error:
-            raise CheckpointError(f"{role} {path.name!r} could not be used: {error}") from error
-
-    return LOAD_CACHE.get(role, key, checked)
+def _checked_load(role: str, path: Path, load: Callable[[], Any]) -> Any:
+    """`load()`, with checkpoint errors naming the role and the file."""
+    try:
+        return load()
+    except CheckpointError as error:
+        raise CheckpointError(f"{role} {path.name!r} could not be used: {error}") from error
 
 
 class LoadEchoTorrent(io.ComfyNode):
@@ -114,8 +99,9 @@ class LoadEchoTorrent(io.ComfyNode):
             node_id="EchoTorrentLoadModel",
             display_name="Load EchoTorrent",
             category="EchoTorrent/loaders",
-            description="Loads the causal Wan2.1 DiT with audio layers, the Wan VAE, the wav2vec2 audio encoder and "
-                        "an optional decoder refiner (safetensors only). Loads are cached until a file changes.",
+            description="Loads the causal Wan2.1 DiT with audio layers, the Wan VAE (or takes a core VAE from Load "
+                        "VAE), the wav2vec2 audio encoder and an optional decoder refiner (safetensors only). ComfyUI "
+                        "manages their memory like its own models and reloads them when a file changes.",
             inputs=[
                 io.Combo.Input("dit", options=model_files(DIT_FOLDERS),
                                tooltip="The EchoTorrent DiT (causal Wan2.1 with audio layers), from models/echotorrent "
@@ -135,15 +121,19 @@ class LoadEchoTorrent(io.ComfyNode):
                                default=NO_AUDIO_ADAPTER,
                                tooltip="Optional MultiTalk/InfiniteTalk audio-layer file applied on the DiT (e.g. an "
                                        "InfiniteTalk adapter on a Wan2.1 base); 'none' uses the DiT file as it is."),
+                io.Vae.Input("core_vae", display_name="vae (Load VAE)", optional=True,
+                             tooltip="Optional Wan 2.1 VAE from core Load VAE; when connected it replaces the vae "
+                                     "file (its weights are converted, not copied, when dtype and device match)."),
             ],
             outputs=[ModelType.Output("model", display_name="model", tooltip="The loaded EchoTorrent networks.")],
         )
 
     @classmethod
     def fingerprint_inputs(cls, dit: str, vae: str, audio_encoder: str, refiner: str, dtype: str,
-                           device: str, audio_adapter: str = NO_AUDIO_ADAPTER) -> tuple:
+                           device: str, audio_adapter: str = NO_AUDIO_ADAPTER, core_vae: Any = None) -> tuple:
         """Changes when a chosen file changes on disk, so ComfyUI runs the loader again instead of reusing its
-        last output (a file that cannot be found is left to `execute` to report)."""
+        last output (a file that cannot be found is left to `execute` to report; a connected core VAE is
+        covered by ComfyUI's own check of the node upstream)."""
         chosen = [(DIT_FOLDERS, dit), (VAE_FOLDERS, vae), (AUDIO_ENCODER_FOLDERS, audio_encoder)]
         if refiner != NO_REFINER:
             chosen.append((REFINER_FOLDERS, refiner))
@@ -159,42 +149,31 @@ class LoadEchoTorrent(io.ComfyNode):
 
     @classmethod
     def execute(cls, dit: str, vae: str, audio_encoder: str, refiner: str, dtype: str, device: str,
-                audio_adapter: str = NO_AUDIO_ADAPTER) -> io.NodeOutput:
-        torch_device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, torch_device)
-        paths = {
-            "dit": find_model_file(DIT_FOLDERS, dit, "DiT"),
-            "vae": find_model_file(VAE_FOLDERS, vae, "VAE"),
-            "audio_encoder": find_model_file(AUDIO_ENCODER_FOLDERS, audio_encoder, "audio encoder"),
-        }
-        keys = {
-            "dit": _file_key(paths["dit"], torch_dtype, torch_device),
-            "vae": _file_key(paths["vae"], torch_dtype, torch_device),
-            "audio_encoder": _file_key(paths["audio_encoder"], torch.float32, torch_device),
-        }
-        if refiner != NO_REFINER:
-            paths["refiner"] = find_model_file(REFINER_FOLDERS, refiner, "decoder refiner")
-            keys["refiner"] = _file_key(paths["refiner"]) + keys["vae"]
-        if audio_adapter != NO_AUDIO_ADAPTER:
-            paths["audio_adapter"] = find_model_file(AUDIO_ADAPTER_FOLDERS, audio_adapter, "audio adapter")
-            keys["dit"] += _file_key(paths["audio_adapter"])
-        bundle_key = tuple(sorted(keys.items()))
-        model = LOAD_CACHE.get("model", bundle_key, lambda: cls._load(paths, keys, torch_dtype, torch_device))
-        return io.NodeOutput(model)
+                audio_adapter: str = NO_AUDIO_ADAPTER, core_vae: Any = None) -> io.NodeOutput:
+        load_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, load_device)
+        dit_path = find_model_file(DIT_FOLDERS, dit, "DiT")
+        encoder_path = find_model_file(AUDIO_ENCODER_FOLDERS, audio_encoder, "audio encoder")
+        vae_path = None if core_vae is not None else find_model_file(VAE_FOLDERS, vae, "VAE")
+        refiner_path = None if refiner == NO_REFINER else find_model_file(REFINER_FOLDERS, refiner, "decoder refiner")
+        adapter_path = (None if audio_adapter == NO_AUDIO_ADAPTER
+                        else find_model_file(AUDIO_ADAPTER_FOLDERS, audio_adapter, "audio adapter"))
 
-    @classmethod
-    def _load(cls, paths: dict[str, Path], keys: dict[str, tuple], dtype: torch.dtype,
-              device: torch.device) -> EchoTorrentModel:
-        dit_model, dit_report = _load_cached(
-            "DiT", keys["dit"], paths["dit"],
-            lambda: load_dit(paths["dit"], dtype=dtype, device=device, audio_adapter=paths.get("audio_adapter")))
-        vae_model, vae_report = _load_cached(
-            "VAE", keys["vae"], paths["vae"], lambda: load_vae(paths["vae"], dtype=dtype, device=device))
-        encoder, encoder_report = _load_cached(
-            "audio encoder", keys["audio_encoder"], paths["audio_encoder"],
-            lambda: load_audio_encoder(paths["audio_encoder"], dtype=torch.float32, device=device))
+        parked = {role: offload_device(role, load_device) for role in ("dit", "vae", "audio_encoder")}
+        dit_model, dit_report = _checked_load("DiT", dit_path, lambda: load_dit(
+            dit_path, dtype=torch_dtype, device=parked["dit"], audio_adapter=adapter_path))
+        if core_vae is not None:
+            vae_model, vae_report = wan_vae_from_core(core_vae, torch_dtype, parked["vae"])
+        else:
+            vae_model, vae_report = _checked_load("VAE", vae_path, lambda: load_vae(
+                vae_path, dtype=torch_dtype, device=parked["vae"]))
+        encoder, encoder_report = _checked_load("audio encoder", encoder_path, lambda: load_audio_encoder(
+            encoder_path, dtype=torch.float32, device=parked["audio_encoder"]))
         refined = None
-        if "refiner" in paths:
-            refined = _load_cached("decoder refiner", keys["refiner"], paths["refiner"],
-                                   lambda: load_decoder_refiner(paths["refiner"], vae_model))
-        return EchoTorrentModel(dit_model, vae_model, encoder, (dit_report, vae_report, encoder_report), refined)
+        if refiner_path is not None:
+            refined = _checked_load("decoder refiner", refiner_path,
+                                    lambda: load_decoder_refiner(refiner_path, vae_model))
+        networks = {"dit": dit_model, "vae": vae_model, "audio_encoder": encoder, "refiner": refined}
+        patchers = {role: manage(module, role, load_device) for role, module in networks.items() if module is not None}
+        return io.NodeOutput(EchoTorrentModel(dit_model, vae_model, encoder, (dit_report, vae_report, encoder_report),
+                                              refined, patchers))

@@ -77,12 +77,13 @@ def _dequantize_scaled_fp8(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 def _build_and_load(
     factory: Callable[[], ModelT], state: dict[str, torch.Tensor], dtype: torch.dtype, device: str | torch.device,
-    path: object, detected: DetectedLayout, config: object, skip_init: bool = False,
+    path: object, detected: DetectedLayout, config: object, skip_init: bool = False, share: bool = False,
 ) -> ModelT:
     """Instantiate the model, check keys and shapes against the file, then load the tensors.
 
     `skip_init` builds on the meta device (no random init; for the large DiT, whose every tensor is in the file);
-    models with non-persistent buffers (the VAE's latent statistics) are built normally.
+    models with non-persistent buffers (the VAE's latent statistics) are built normally. `share` makes the model
+    use the given tensors themselves wherever dtype and device already match (no copy of another model's weights).
     """
     if skip_init:
         with torch.device("meta"):
@@ -93,7 +94,7 @@ def _build_and_load(
     if mismatch:
         raise CheckpointError(f"{path} ({detected.describe()}) does not match the model built for {config}: {mismatch}")
     converted = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in state.items()}
-    model.load_state_dict(converted, strict=True, assign=skip_init)
+    model.load_state_dict(converted, strict=True, assign=skip_init or share)
     if any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):
         raise CheckpointError(f"{type(model).__name__} has tensors that are not stored in {path}")
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
@@ -174,15 +175,35 @@ def load_vae(
     path: str | Path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, LoadReport]:
     """Load a Wan2.1 VAE (native or diffusers layout)."""
+    state, metadata, detected = _read(path, "vae")
+    config = _config_from_metadata(metadata, VAEConfig)
+    return _vae_from_detected(state, detected, config, dtype, device, str(path), share=False)
+
+
+def vae_from_state_dict(
+    state: dict[str, torch.Tensor], source: str, dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, LoadReport]:
+    """A Wan2.1 VAE from another program's in-memory weights (e.g. ComfyUI's loaded VAE, native names, any of the
+    accepted prefixes); `source` names them in errors. Tensors already in `dtype` on `device` are used as they are,
+    so no second copy of the weights is made; the config comes from the shapes."""
+    detected, model_state = detect_layout(dict(state), prefer="vae")
+    require_family(detected, "vae", source)
+    return _vae_from_detected(model_state, detected, None, dtype, device, source, share=True)
+
+
+def _vae_from_detected(
+    state: dict[str, torch.Tensor], detected: DetectedLayout, config: VAEConfig | None, dtype: torch.dtype | None,
+    device: str | torch.device, source: str, share: bool,
+) -> tuple[nn.Module, LoadReport]:
     from ..models.vae import WanVAE
 
-    state, metadata, detected = _read(path, "vae")
     if detected.layout == "diffusers":
         state = vae_keys.diffusers_to_native(state)
-    config = _config_from_metadata(metadata, VAEConfig) or vae_keys.config_from_state_dict(state)
+    config = config or vae_keys.config_from_state_dict(state)
     chosen = _choose_dtype(state, dtype)
-    model = _build_and_load(lambda: WanVAE(config), state, chosen, device, path, detected, config)
-    return model, LoadReport(str(path), detected, config, chosen, len(state))
+    model = _build_and_load(lambda: WanVAE(config), state, chosen, device, source, detected, config, share=share)
+    return model, LoadReport(source, detected, config, chosen, len(state))
 
 
 def load_audio_encoder(
