@@ -1,0 +1,1 @@
+"""Training data: SynthTalk (synthtalk/), real-clip windows (clips.py) and the preprocessing cache (cache.py)."""
