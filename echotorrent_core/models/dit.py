@@ -4,6 +4,7 @@ Parameter names are the native Wan2.1 ones (`patch_embedding`, `text_embedding.{
 `time_projection.1`, `blocks.N.*`, `head.*`, i2v `img_emb.proj.*`) plus the MultiTalk/InfiniteTalk audio layers
 (`audio_proj.*`, `blocks.N.norm_x`, `blocks.N.audio_cross_attn.*`). Timesteps may differ per latent frame
 (`t` `[B, F]`): the modulation of a frame's tokens uses that frame's timestep, as in causal (Self-Forcing) Wan.
+RoPE is applied inside the attention (keys are cached before it), at the positions of the attention mode's rule.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from torch import nn
 
 from echotorrent_core.config import DiTConfig
 
-from .attention import AttentionMode, Bidirectional, BlockCausal, block_causal_mask
+from .attention import AttentionMode, Bidirectional, BlockCausal
 from .attention import attention as scaled_attention
 from .audio_adapter import AudioProjection
+from .block_causal import BlockCausalAttention
 from .conditioning import Conditioning
 from .dit_block import Attend, WanBlock
 from .embeddings import Head, ImageEmbedding, timestep_sinusoid
 from .kv_cache import KVCache
-from .rope import grid_positions, rope_angles, rope_axis_dims
+from .rope import apply_rope, grid_positions, rope_angles, rope_axis_dims
 
 
 class WanDiT(nn.Module):
@@ -108,9 +110,13 @@ class WanDiT(nn.Module):
         window_frames: int,
         dtype: torch.dtype,
         device: torch.device | str,
+        chunk_frames: int = 3,
+        rope_layout: str = "relative",
     ) -> KVCache:
-        """Allocate the self-attention cache: per block K/V `[batch, (sink + window) * tokens_per_frame, heads,
-        head_dim]`. `window_frames` must be finite (use the stream length to keep every frame)."""
+        """Allocate the self-attention cache once: per block K/V `[batch, heads, (sink + window + chunk_frames) *
+        tokens_per_frame, head_dim]` plus one rotated-key workspace (see `KVCache`). `window_frames` must be finite
+        (use the stream length to keep every frame); `chunk_frames` is the most frames one chunk may have;
+        `rope_layout` "relative" (default) or "absolute" as in `BlockCausal`. `dtype` must be the model's."""
         if window_frames is None:
             raise ValueError("a KV cache needs a finite window_frames; pass the stream length to keep every frame")
         return KVCache(
@@ -123,6 +129,9 @@ class WanDiT(nn.Module):
             window_frames=window_frames,
             dtype=dtype,
             device=device,
+            chunk_frames=chunk_frames,
+            rope_layout=rope_layout,
+            rope_theta=self.cfg.rope_theta,
         )
 
     def forward(
@@ -138,23 +147,27 @@ class WanDiT(nn.Module):
 
         x `[B, C_x, F, H, W]` and y `[B, C_y, F, H, W]` or None with C_x + C_y = in_dim (i2v: 16 noisy latents +
         20 mask/condition channels); t `[B]` or `[B, F]` Wan timesteps; cond with audio covering the F frames.
-        `attention` is `Bidirectional()` or `BlockCausal(...)` (mask over the sequence's own frames); RoPE frame
-        positions are `frame_offset + local index`. Inputs are cast to the model's dtype. Returns
-        `[B, out_dim, F, H, W]` in the model's dtype.
+        `attention` is `Bidirectional()` (RoPE frame positions `frame_offset + local index`) or `BlockCausal(...)`:
+        the visibility counts frames from the start of the sequence, each chunk is one SDPA call over the keys it
+        sees (no dense mask; differentiable) and RoPE follows `attention.rope_layout`, with sequence frame `i` taken
+        as stream frame `i` for the sink and `i + frame_offset` after it (the numbering `forward_chunk` uses, so
+        the chunks of this forward equal `forward_chunk` calls at `frame_start = local start + frame_offset`).
+        Inputs are cast to the model's dtype. Returns `[B, out_dim, F, H, W]` in the model's dtype.
         """
         tokens, grid = self._embed_video(x, y)
         frames, rows, cols = grid
         if isinstance(attention, BlockCausal):
-            mask = block_causal_mask(frames, rows * cols, attention, device=tokens.device)
+            attend: Attend = BlockCausalAttention(attention, grid, frame_offset, self.cfg.head_dim,
+                                                  self.cfg.rope_theta, tokens.device)
         elif isinstance(attention, Bidirectional):
-            mask = None
+            positions = grid_positions(range(frame_offset, frame_offset + frames), rows, cols, tokens.device)
+            rope = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_theta)
+
+            def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+                return scaled_attention(apply_rope(q, *rope), apply_rope(k, *rope), v)
         else:
             raise ValueError(f"attention must be Bidirectional() or BlockCausal(...), got {attention!r}")
-
-        def attend_with_mask(block_index: int) -> Attend:
-            return lambda q, k, v: scaled_attention(q, k, v, mask)
-
-        return self._run(tokens, grid, t, cond, frame_offset, attend_with_mask)
+        return self._run(tokens, grid, t, cond, lambda block_index: attend)
 
     def forward_chunk(
         self,
@@ -170,11 +183,14 @@ class WanDiT(nn.Module):
 
         x `[B, C_x, n, H, W]`, y `[B, C_y, n, H, W]` or None (C_x + C_y = in_dim); t `[B]` or `[B, n]`; cond with
         audio tokens `[B, n, context_tokens, token_dim]` for exactly these frames (or None); cache from
-        `create_kv_cache` with tokens_per_frame = (H / 2) * (W / 2); frame_start the absolute index of the chunk's
-        first frame (RoPE positions keep counting past the window). A chunk inside the sink must be the whole
-        sink: frame_start = 0 and n = sink_frames. With write_cache=True the chunk's keys (after norm and RoPE)
-        and values are stored after use, detached from autograd. Returns `[B, out_dim, n, H, W]` in the model's
-        dtype.
+        `create_kv_cache` with tokens_per_frame = (H / 2) * (W / 2) and the model's dtype; frame_start the stream
+        index of the chunk's first frame (RoPE positions follow the cache's `rope_layout`). A chunk inside the
+        sink must be the whole sink: frame_start = 0 and n = sink_frames. Every pass writes the chunk's keys
+        (after norm, before RoPE) and values into the cache slots the chunk occupies (detached from autograd;
+        those slots held frames outside this and every later chunk's window); write_cache=True also commits
+        them, so later chunks see the chunk. Under `torch.no_grad` nothing is allocated for the cache per pass;
+        with autograd enabled gradients reach this chunk's inputs. Returns `[B, out_dim, n, H, W]` in the
+        model's dtype.
         """
         tokens, grid = self._embed_video(x, y)
         frames, rows, cols = grid
@@ -183,28 +199,15 @@ class WanDiT(nn.Module):
                 f"cache holds batch {cache.batch} x {cache.tokens_per_frame} tokens per frame, but the chunk has "
                 f"batch {tokens.shape[0]} x {rows * cols} tokens per frame"
             )
-        if frame_start < 0:
-            raise ValueError(f"frame_start must be >= 0, got {frame_start}")
-        if frame_start < cache.sink_frames and (frame_start != 0 or frames != cache.sink_frames):
-            raise ValueError(
-                f"a chunk inside the sink must be the whole sink (frame_start 0, {cache.sink_frames} frames), got "
-                f"frame_start {frame_start} with {frames} frames"
-            )
-        slots = cache.visible_slots(frame_start)
+        if cache.dtype != tokens.dtype:
+            raise ValueError(f"the cache holds {cache.dtype}, the model computes in {tokens.dtype}")
+        step = cache.begin_pass(frame_start, frames, rows, cols)
+        attend = cache.attend_with_grad if torch.is_grad_enabled() else cache.attend
 
-        def attend_with_cache(block_index: int) -> Attend:
-            def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-                cached_k, cached_v = cache.read(block_index, slots)
-                keys = torch.cat([cached_k.to(k.dtype), k], dim=1)
-                values = torch.cat([cached_v.to(v.dtype), v], dim=1)
-                out = scaled_attention(q, keys, values)
-                if write_cache:
-                    cache.write(block_index, frame_start, k.detach(), v.detach())
-                return out
+        def attend_for_block(block_index: int) -> Attend:
+            return lambda q, k, v: attend(block_index, step, q, k, v)
 
-            return attend
-
-        out = self._run(tokens, grid, t, cond, frame_start, attend_with_cache)
+        out = self._run(tokens, grid, t, cond, attend_for_block)
         if write_cache:
             cache.commit(frame_start, frames)
         return out
@@ -248,19 +251,16 @@ class WanDiT(nn.Module):
         grid: tuple[int, int, int],
         t: torch.Tensor,
         cond: Conditioning,
-        frame_start: int,
         attend_for_block: Callable[[int], Attend],
     ) -> torch.Tensor:
         """Blocks and head over tokens `[B, L, dim]` -> unpatchified output `[B, out_dim, F, H, W]`."""
         batch = tokens.shape[0]
-        frames, rows, cols = grid
+        frames = grid[0]
         self._check_conditioning(cond, batch, frames)
         e, e6 = self._time_embedding(t, batch, frames)
-        positions = grid_positions(frame_start, frames, rows, cols, device=tokens.device)
-        rope = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_theta)
         contexts = cond.context_kv or [block.cross_attn.context_kv(cond.text, cond.image) for block in self.blocks]
         for index, block in enumerate(self.blocks):
-            tokens = block(tokens, e6, rope, attend_for_block(index), contexts[index], cond.audio)
+            tokens = block(tokens, e6, attend_for_block(index), contexts[index], cond.audio)
         out = self.head(tokens, e)
         return self._unpatchify(out, grid)
 

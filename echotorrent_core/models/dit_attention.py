@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from .attention import attention
-from .rope import apply_rope
 
 
 class _QKVOProjections(nn.Module):
@@ -29,14 +28,13 @@ class _QKVOProjections(nn.Module):
 
 
 class SelfAttention(_QKVOProjections):
-    """Projections of the self-attention; the attention itself is supplied by the caller (mask or KV cache)."""
+    """Projections of the self-attention; the attention itself, RoPE included, is supplied by the caller
+    (bidirectional, block-causal per chunk, or the KV cache), since the positions depend on the query's chunk."""
 
-    def project(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x `[B, L, dim]`, RoPE `cos` / `sin` `[L, head_dim // 2]` -> q, k (rotated), v `[B, L, heads, head_dim]`."""
-        q = apply_rope(self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1)), cos, sin)
-        k = apply_rope(self.norm_k(self.k(x)).unflatten(-1, (self.num_heads, -1)), cos, sin)
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x `[B, L, dim]` -> q, k (RMS-normalised, before RoPE), v `[B, L, heads, head_dim]`."""
+        q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1))
+        k = self.norm_k(self.k(x)).unflatten(-1, (self.num_heads, -1))
         v = self.v(x).unflatten(-1, (self.num_heads, -1))
         return q, k, v
 

@@ -12,7 +12,8 @@ from echotorrent_core.config import DiTConfig
 from .audio_adapter import AudioCrossAttention
 from .dit_attention import ContextKV, CrossAttention, SelfAttention
 
-# (q, k, v) each [B, L, heads, head_dim] -> [B, L, heads * head_dim]; supplied per forward (mask or KV cache).
+# (q, k before RoPE, v) each [B, L, heads, head_dim] -> [B, L, heads * head_dim]; supplied per forward, it applies
+# RoPE at the positions its attention mode gives (bidirectional, block-causal per chunk, or the KV cache).
 Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -46,7 +47,6 @@ class WanBlock(nn.Module):
         self,
         x: torch.Tensor,
         e: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor],
         attend: Attend,
         context: ContextKV,
         audio: torch.Tensor | None,
@@ -54,7 +54,7 @@ class WanBlock(nn.Module):
         """Run the block.
 
         x `[B, L, dim]` tokens in (frame, row, col) order; e `[B, Ft, 6, dim]` projected time embedding with
-        Ft = 1 (one timestep per sample) or Ft = frames; rope `(cos, sin)` `[L, head_dim // 2]`; context this
+        Ft = 1 (one timestep per sample) or Ft = frames; attend the self-attention (RoPE included); context this
         block's projected text (+ image) keys / values; audio `[B, frames, N, token_dim]` or None (the audio layers
         are skipped). Returns `[B, L, dim]`.
         """
@@ -63,7 +63,7 @@ class WanBlock(nn.Module):
         x_frames = _per_frame(x.float(), frames)
 
         h = (self.norm1(x_frames) * (1 + scale1) + shift1).flatten(1, 2).to(x.dtype)
-        y = self.self_attn.o(attend(*self.self_attn.project(h, *rope)))
+        y = self.self_attn.o(attend(*self.self_attn.project(h)))
         x = (x_frames + _per_frame(y.float(), frames) * gate1).flatten(1, 2).to(x.dtype)
 
         x = x + self.cross_attn(self.norm3(x), context)
