@@ -18,7 +18,7 @@ EXIT_INTERRUPTED = 130
 
 # Modules (relative to this package) that each define `add_parser(commands) -> str` (registers one subcommand and
 # returns its name) and `run(args) -> int`. Imported when the parser is built; heavy imports belong inside `run`.
-COMMAND_MODULES: tuple[str, ...] = ("cli_data",)
+COMMAND_MODULES: tuple[str, ...] = ("cli_data", "cli_train", "cli_eval")
 
 
 def _add_generate(commands: argparse._SubParsersAction) -> None:
@@ -125,8 +125,10 @@ def _generate(args: argparse.Namespace) -> int:
         print(f"interrupted: {args.out} holds the chunks finished so far", file=sys.stderr)
         return EXIT_INTERRUPTED
     bar.close()
-    print(f"wrote {result.path}: {result.frames} frames in {result.chunks} chunks, "
-          f"{result.passes_per_step:g} network passes per step")
+    per_chunk = result.passes / max(result.chunks, 1)
+    print(f"wrote {result.path}: {result.frames} frames in {result.chunks} chunks, {result.passes} network passes "
+          f"({per_chunk:g} per chunk = {per_chunk - 1:g} denoising ({result.passes_per_step:g} network passes per "
+          f"step) + 1 cache write; {result.passes / max(result.frames, 1):.3g} per output frame)")
     return 0
 
 
