@@ -31,6 +31,18 @@ def dit_config(preset: str, overrides: dict[str, Any], audio_overrides: dict[str
     return cfg
 
 
+def match_audio_features(cfg: DiTConfig, sample: dict) -> DiTConfig:
+    """`cfg` with the audio adapter's input (encoder layers x width) set from a sample's `audio` `[T, L, A]`."""
+    audio = sample.get("audio")
+    if audio is None or cfg.audio is None:
+        if (audio is None) != (cfg.audio is None):
+            raise ValueError("the data has audio features but the DiT has no audio adapter" if audio is not None
+                             else "the DiT has an audio adapter but the data has no audio features")
+        return cfg
+    layers, width = audio.shape[-2:]
+    return dataclasses.replace(cfg, audio=dataclasses.replace(cfg.audio, encoder_layers=layers, audio_dim=width))
+
+
 def build_dit(init: str | None, cfg: DiTConfig | None, seed: int) -> WanDiT:
     """The DiT loaded from `init` (float32) or freshly initialised from `cfg` with `seed`; trainable."""
     if init:

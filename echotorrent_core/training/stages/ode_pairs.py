@@ -83,21 +83,25 @@ def generate_ode_pairs(
     student_timesteps: torch.Tensor,
     seed: int,
     device: torch.device,
+    batch_size: int = 8,
 ) -> dict[str, torch.Tensor]:
-    """`count` pairs cycling over the data `samples` (a Dataset of avatar samples), noise from `seed`.
+    """`count` pairs cycling over the data `samples` (a Dataset of avatar samples), integrated `batch_size` at a
+    time; pair i's noise is the i-th draw of a CPU generator seeded with `seed` (independent of the batching).
 
     Returns `{"latents": [N, C, 1 + F, h, w]` (reference + teacher x0), `"trajectory": [N, S, C, F, h, w]`, and the
     samples' `"audio"` / `"text"` when present}."""
     generator = torch.Generator().manual_seed(seed)
     out: dict[str, list[torch.Tensor]] = {}
-    for index in tqdm(range(count), desc="teacher ODE pairs"):
-        sample = samples[index % len(samples)]
-        batch = {k: v[None].to(device) for k, v in sample.items()}
-        shape = batch["latents"][:, :, 1:].shape
-        noise = torch.randn(shape, generator=generator).to(device)
+    progress = tqdm(total=count, desc="teacher ODE pairs")
+    for first in range(0, count, batch_size):
+        items = [samples[i % len(samples)] for i in range(first, min(count, first + batch_size))]
+        batch = {key: torch.stack([item[key] for item in items]).to(device) for key in items[0]}
+        shape = batch["latents"][0, :, 1:].shape
+        noise = torch.stack([torch.randn(shape, generator=generator) for _ in items]).to(device)
         states, x0 = teacher_trajectory(teacher, batch, noise, policy, sigmas, student_timesteps)
-        pair = dict(sample, latents=torch.cat([sample["latents"][:, :1], x0[0].cpu()], dim=1),
-                    trajectory=states[0].cpu())
-        for key, value in pair.items():
-            out.setdefault(key, []).append(value)
-    return {key: torch.stack(values) for key, values in out.items()}
+        pairs = dict(batch, latents=torch.cat([batch["latents"][:, :, :1], x0], dim=2), trajectory=states)
+        for key, value in pairs.items():
+            out.setdefault(key, []).append(value.float().cpu())
+        progress.update(len(items))
+    progress.close()
+    return {key: torch.cat(values) for key, values in out.items()}

@@ -40,7 +40,8 @@ class StudentConfig(AvatarDataConfig):
     chunk_frames / window_frames / steps / shift: the StreamSettings the student will stream with (latent_frames
     must be whole chunks); objective "ode" | "flow"; context "noisy" | "clean"; clean_chunk_probability: chance a
     chunk is clean context (noisy context only); ode_pairs / heldout_pairs: teacher trajectories generated;
-    teacher_steps / teacher_shift / guidance_*: the teacher's sampler for them; pair_seed: their noise."""
+    teacher_steps / teacher_shift / guidance_*: the teacher's sampler for them; pair_seed: their noise;
+    pair_batch: trajectories integrated at once."""
 
     teacher: str = ""
     init: str | None = None
@@ -59,6 +60,7 @@ class StudentConfig(AvatarDataConfig):
     guidance_text_scale: float = 5.0
     guidance_audio_scale: float = 4.0
     pair_seed: int = 0
+    pair_batch: int = 8
     flow_timestep_distribution: str = "uniform"
     text_dropout: float = 0.0
     audio_dropout: float = 0.0
@@ -138,7 +140,7 @@ class StudentStage(Stage):
         path = self.samples.cache_dir / f"ode_pairs_{split}.safetensors"
         teacher = self.teacher.to(self.device)
         build = lambda: generate_ode_pairs(teacher, samples, count, config.guidance, sigmas, self.timesteps, seed,
-                                           self.device)
+                                           self.device, config.pair_batch)
         return TensorSamples(cached_samples(path, fingerprint, build))
 
     def _step_indices(self, size: int) -> torch.Tensor:

@@ -20,7 +20,7 @@ from ..registry import register_stage
 from ..stage import Stage
 from .avatar_batch import keep_mask
 from .avatar_stage import AvatarDataConfig, AvatarSamples
-from .dit_models import build_dit, dit_config
+from .dit_models import build_dit, dit_config, match_audio_features
 from .teacher_objective import teacher_loss
 
 EVAL_TIMESTEPS = (250.0, 500.0, 750.0, 950.0)
@@ -28,7 +28,8 @@ EVAL_TIMESTEPS = (250.0, 500.0, 750.0, 950.0)
 
 @dataclass
 class TeacherConfig(AvatarDataConfig):
-    """preset / dit / audio: the DiT's size (a config preset with DiTConfig and AudioAdapterConfig field overrides);
+    """preset / dit / audio: the DiT's size (a config preset with DiTConfig and AudioAdapterConfig field overrides;
+    the adapter's input layers x width are taken from the data's audio features);
     init: continue from a DiT file instead; shift / timestep_distribution: training timestep sampling;
     text_dropout / audio_dropout: per-sample probabilities of the null text / null audio (for CFG)."""
 
@@ -49,9 +50,12 @@ class TeacherStage(Stage):
 
     def __init__(self, config: TeacherConfig, trainer_config, device: torch.device) -> None:
         super().__init__(config, trainer_config, device)
-        cfg = None if config.init else dit_config(config.preset, config.dit, config.audio)
-        self.model = build_dit(config.init, cfg, trainer_config.seed)
         self.samples = AvatarSamples(config, trainer_config.out_dir, self.device)
+        cfg = None
+        if not config.init:
+            cfg = dit_config(config.preset, config.dit, config.audio)
+            cfg = match_audio_features(cfg, self.samples.dataset("train")[0])
+        self.model = build_dit(config.init, cfg, trainer_config.seed)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"generator": self.model}

@@ -31,7 +31,9 @@ from .sample_files import TensorSamples, file_fingerprint, split_samples
 @dataclass
 class VAEStageConfig:
     """data: a clip folder or a prepared `.safetensors` with `video` [N, T, 3, S, S] uint8; preset / vae: the
-    VAEConfig (a preset's, with field overrides); init: continue from a VAE file; frames: 1 + 4k per window;
+    VAEConfig (a preset's, with field overrides); init: continue from a VAE file; crop: train on random square
+    crops of this side (a multiple of 8; the VAE is convolutional, so crops cut the cost by (size / crop)^2;
+    evaluation and statistics use whole frames); frames: 1 + 4k per window;
     loss weights (l1, ssim, high_frequency, kl, ssim_window); stats_windows: windows measured for the latent
     statistics at export."""
 
@@ -40,6 +42,7 @@ class VAEStageConfig:
     vae: dict[str, Any] = field(default_factory=dict)
     init: str | None = None
     size: int = 64
+    crop: int | None = None
     frames: int = 9
     windows_per_clip: int = 4
     limit_clips: int | None = None
@@ -56,11 +59,21 @@ class VAEStageConfig:
     def __post_init__(self) -> None:
         if self.frames < 1 or (self.frames - 1) % 4:
             raise ValueError(f"frames must be 1 + 4k (the causal layout), got {self.frames}")
+        if self.crop is not None and (self.crop % 8 or not 0 < self.crop <= self.size):
+            raise ValueError(f"crop must be a multiple of 8 in (0, size={self.size}], got {self.crop}")
 
 
 def pixels(video: torch.Tensor) -> torch.Tensor:
     """Batch `video` `[B, T, 3, S, S]` uint8 -> `[B, 3, T, S, S]` float in [-1, 1]."""
     return video.permute(0, 2, 1, 3, 4).float() / 127.5 - 1.0
+
+
+def random_crop(video: torch.Tensor, crop: int | None) -> torch.Tensor:
+    """One random `crop` x `crop` window (global torch RNG) of a batch `[B, T, 3, S, S]`; None = unchanged."""
+    if crop is None or crop == video.shape[-1]:
+        return video
+    top, left = (torch.randint(0, side - crop + 1, (1,)).item() for side in video.shape[-2:])
+    return video[..., top : top + crop, left : left + crop]
 
 
 def posterior(vae: WanVAE, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,7 +145,7 @@ class VAEStage(Stage):
         return reconstruction_loss(decoded, target, mu, logvar, self.weights)
 
     def generator_loss(self, batch: dict, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        return self._reconstruct(batch["video"], sample=True)
+        return self._reconstruct(random_crop(batch["video"], self.config.crop), sample=True)
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict[str, float]:

@@ -1,0 +1,41 @@
+"""The shipped stage configs parse against their stage's Config and chain into one recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import echotorrent_core.training as training
+from echotorrent_core.training.config import load_config
+from echotorrent_core.training.registry import get_stage
+
+CONFIGS = sorted((Path(training.__file__).parent / "configs").glob("*.toml"))
+
+
+def _stage_name(path: Path) -> str:
+    return path.stem.split("_")[0]
+
+
+def test_every_stage_has_a_recipe_and_a_quick_variant() -> None:
+    names = {path.stem for path in CONFIGS}
+    assert {"vae", "vae_quick", "teacher", "teacher_quick", "student", "student_quick"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_parses_for_its_stage(path: Path) -> None:
+    config = load_config(path, get_stage(_stage_name(path)).Config)
+    assert config.trainer.steps >= 1
+
+
+@pytest.mark.parametrize("suffix", ["", "_quick"])
+def test_recipe_stages_read_each_others_outputs(suffix: str) -> None:
+    def load(name: str):
+        path = next(p for p in CONFIGS if p.stem == name + suffix)
+        return load_config(path, get_stage(name).Config)
+
+    vae, teacher, student = load("vae"), load("teacher"), load("student")
+    assert teacher.stage.vae == student.stage.vae == f"{vae.trainer.out_dir}/export/vae.safetensors"
+    assert student.stage.teacher == f"{teacher.trainer.out_dir}/export/teacher.safetensors"
+    assert teacher.stage.data == student.stage.data == vae.stage.data
+    assert teacher.stage.size == student.stage.size == vae.stage.size
