@@ -15,6 +15,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--no-first-run", "--disable-sync", "--disable-quic",
+    "--autoplay-policy=no-user-gesture-required",  # the stream player's sound starts without a click
 )
 PACK_NAME = "echotorrent"
 APP_TIMEOUT_MS = 60_000

@@ -1,0 +1,229 @@
+"""The live stream player on the Streaming Sampler, in the real front end against a real ComfyUI running the
+generation workflow on the tiny random model: frames appear while the run goes on, chunk by chunk, with the sound
+playing on the clock the frames follow; the whole result replays; a reload mid-run resumes; several prompts and
+two tabs each play their own; removing the node mid-run raises nothing.
+
+The runs are made long enough to watch by size (the tiny model at 256x192 streams at about real time on a CPU),
+not by sleeps. Screenshots go to .cache/test-artifacts/stream_player/.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytest
+from comfy_server import ComfyServer
+from front_end import APP_READY, APP_TIMEOUT_MS, ConsoleLog
+from pack_files import write_speech
+from playwright.sync_api import Browser, Page
+from stream_player_page import (
+    client_id, load_generate_workflow, playbacks_of, queue, run_of, screenshot, set_seed, snapshot, wait_for_player,
+)
+
+pytestmark = pytest.mark.browser
+
+SIZE = (256, 192)  # width, height: slow enough on a CPU to watch the run, small enough to stay quick
+FPS = 25
+SPEECH = {"echotorrent_player_4s.wav": 4.0, "echotorrent_player_8s.wav": 8.0, "echotorrent_player_2s.wav": 2.0}
+RUN_TIMEOUT = 180.0  # seconds for a run and its playback on a busy 2-core machine
+FRAME_COVERAGE = 0.9  # share of a run's frames that must be painted (a late animation frame may skip one)
+
+
+@pytest.fixture(scope="module")
+def player_server(front_end_server: ComfyServer) -> ComfyServer:
+    for name, seconds in SPEECH.items():
+        write_speech(front_end_server.input_dir / name, seconds)
+    return front_end_server
+
+
+@pytest.fixture
+def tabs(browser: Browser, player_server: ComfyServer) -> Iterator[list[tuple[Page, ConsoleLog]]]:
+    """Two tabs of one browser window (one context, so each has its own session and client id), app ready."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    try:
+        opened = []
+        for _ in range(2):
+            page = context.new_page()
+            console = ConsoleLog(page, player_server.url)
+            page.goto(f"{player_server.url}/")
+            page.wait_for_function(APP_READY, timeout=APP_TIMEOUT_MS)
+            opened.append((page, console))
+        yield opened
+    finally:
+        context.close()
+
+
+def frames_of(seconds: float) -> int:
+    return math.floor(seconds * FPS)
+
+
+def painted(playback: dict) -> list[int]:
+    return [entry["frame"] for entry in playback["drawn"]]
+
+
+def assert_played_in_order(playback: dict, first: int, frames: int) -> None:
+    """The playback painted frames `first` .. `frames - 1` in order, missing at most a few."""
+    shown = painted(playback)
+    assert shown == sorted(shown) and len(set(shown)) == len(shown), shown
+    assert shown[0] == first and shown[-1] == frames - 1, shown
+    assert len(shown) >= FRAME_COVERAGE * (frames - first), f"{len(shown)} of {frames - first} frames painted"
+
+
+def assert_complete(run: dict, seconds: float) -> None:
+    """Every chunk arrived with its frames and the exact samples of its sound."""
+    frames = frames_of(seconds)
+    assert run["framesTotal"] == frames and run["complete"]
+    chunks = run["chunks"]
+    assert [chunk["index"] for chunk in chunks] == list(range(run["chunksTotal"]))
+    assert sum(chunk["frameCount"] for chunk in chunks) == frames
+    for chunk in chunks:
+        assert chunk["frames"] == chunk["frameCount"]
+        rate = chunk["sampleRate"]
+        start, end = (round(frame * rate / FPS) for frame in (chunk["firstFrame"], chunk["firstFrame"] + chunk["frameCount"]))
+        assert chunk["samples"] == end - start
+
+
+def assert_sound_follows_the_clock(playback: dict, seconds: float) -> None:
+    """The sound of the whole run was scheduled once, gaplessly, and each frame was painted at the time the sound
+    card's clock gave for it: media time advanced with AudioContext time between paints of one stretch."""
+    scheduled = sum(entry["duration"] for entry in playback["scheduled"])
+    assert abs(scheduled - seconds) < 0.02, scheduled
+    drawn = [entry for entry in playback["drawn"] if entry["state"] == "playing"]
+    assert drawn and all(entry["withSound"] for entry in drawn)
+    drawn = [entry for entry in drawn if entry["clock"] >= entry["startClock"]]  # not in the lead before a start
+    pairs = list(zip(drawn, drawn[1:]))
+    steady = [(a, b) for a, b in pairs if a["start"] == b["start"]]  # one stretch: no buffering stop between
+    assert steady
+    for a, b in steady:
+        assert abs((b["media"] - a["media"]) - (b["clock"] - a["clock"])) < 0.02, (a, b)
+        assert abs(b["frame"] / FPS - b["media"]) < 1.5 / FPS + 0.05, b
+
+
+def test_live_run_plays_frames_and_sound_as_chunks_arrive_then_replays(
+    app_page: tuple[Page, ConsoleLog], player_server: ComfyServer
+):
+    page, console = app_page
+    node = load_generate_workflow(page, "echotorrent_player_4s.wav", SIZE, seed=0)
+    assert snapshot(page, node)["runs"] == []  # the player is on the sampler before anything ran
+    mark = console.mark()
+    prompt = queue(page)
+
+    mid = wait_for_player(page, node, lambda s: any(painted(p) for p in playbacks_of(s, prompt, "live")), RUN_TIMEOUT,
+                          "the first live frame")
+    screenshot(page, "live_first_frames")
+    levels = []
+    state = wait_for_player(page, node, lambda s: levels.append(s["level"]) or (
+        playbacks_of(s, prompt, "live")[-1]["state"] == "ended"), RUN_TIMEOUT, "the live playback to end")
+    screenshot(page, "live_ended")
+
+    run = run_of(state, prompt)
+    assert_complete(run, 4.0)
+    assert {chunk["source"] for chunk in run["chunks"]} == {"live"}
+    [live] = playbacks_of(state, prompt, "live")
+    first_paint = live["drawn"][0]["at"]
+    assert first_paint < run["chunks"][-1]["receivedAt"], "no frame was shown before the last chunk arrived"
+    assert len(run_of(mid, prompt)["chunks"]) <= run["chunksTotal"]
+    assert_played_in_order(live, 0, frames_of(4.0))
+    assert_sound_follows_the_clock(live, 4.0)
+    assert max(levels) > 0.01, "the sound output stayed silent"
+    assert "x real time" in state["status"] and "generating" in state["status"]
+
+    page.locator(".echotorrent-player button", has_text="Replay").click()
+    levels.clear()
+    state = wait_for_player(page, node, lambda s: levels.append(s["level"]) or (
+        bool(playbacks_of(s, prompt, "replay")) and playbacks_of(s, prompt, "replay")[-1]["state"] == "ended"),
+        RUN_TIMEOUT, "the replay to end")
+    screenshot(page, "replay_ended")
+    [replay] = playbacks_of(state, prompt, "replay")
+    assert_played_in_order(replay, 0, frames_of(4.0))
+    assert_sound_follows_the_clock(replay, 4.0)
+    assert replay["buffering"] == 0  # everything was there: a replay never waits
+    assert replay["drawn"][-1]["clock"] - replay["drawn"][0]["clock"] >= 4.0 - 2 / FPS
+    assert max(levels) > 0.01
+    assert player_server.wait_for(prompt, RUN_TIMEOUT)["status"]["status_str"] == "success"
+    assert console.pack_errors(since=mark) == []
+
+
+def test_reload_mid_run_resumes_the_player(app_page: tuple[Page, ConsoleLog], player_server: ComfyServer):
+    page, console = app_page
+    node = load_generate_workflow(page, "echotorrent_player_8s.wav", SIZE, seed=1)
+    tab = client_id(page)
+    prompt = queue(page)
+    before = wait_for_player(page, node, lambda s: len(run_of(s, prompt)["chunks"]) >= 2 if run_of(s, prompt) else False,
+                             RUN_TIMEOUT, "two chunks before the reload")
+    assert not run_of(before, prompt)["complete"]
+
+    page.reload()
+    page.wait_for_function(APP_READY, timeout=APP_TIMEOUT_MS)
+    mark = console.mark()
+    assert client_id(page) == tab  # the same session: the server keeps sending this tab the run's chunks
+    resumed = wait_for_player(page, node, lambda s: run_of(s, prompt) is not None, RUN_TIMEOUT, "the run after reload")
+    screenshot(page, "reload_resumed")
+    state = wait_for_player(page, node, lambda s: run_of(s, prompt)["complete"] and any(
+        p["state"] == "ended" for p in playbacks_of(s, prompt, "join")), RUN_TIMEOUT, "the resumed run to end")
+    screenshot(page, "reload_ended")
+
+    run = run_of(state, prompt)
+    assert_complete(run, 8.0)
+    sources = [chunk["source"] for chunk in run["chunks"]]
+    assert sources.count("kept") >= len(run_of(before, prompt)["chunks"])  # caught up from the server's log
+    assert "live" in sources, f"the run ended before the page came back ({sources}); nothing was resumed"
+    assert sources == sorted(sources, key=["kept", "live"].index)  # kept ones first, then live ones
+    [joined] = playbacks_of(state, prompt, "join")
+    first_live = next(chunk for chunk in run["chunks"] if chunk["source"] == "live")
+    joined_at = painted(joined)[0]
+    assert 0 < joined_at < first_live["firstFrame"] + first_live["frameCount"]  # from the newest chunk, not frame 0
+    assert_played_in_order(joined, joined_at, frames_of(8.0))
+    assert len(resumed["runs"]) >= 1
+    assert console.pack_errors(since=mark) == []
+
+
+def test_queued_prompts_and_two_tabs_each_play_their_own(tabs: list[tuple[Page, ConsoleLog]],
+                                                          player_server: ComfyServer):
+    (first_tab, first_console), (second_tab, second_console) = tabs
+    assert client_id(first_tab) != client_id(second_tab)
+    marks = first_console.mark(), second_console.mark()
+    nodes = [load_generate_workflow(tab, "echotorrent_player_2s.wav", SIZE, seed=2) for tab in (first_tab, second_tab)]
+    first_prompts = [queue(first_tab)]
+    set_seed(first_tab, nodes[0], 3)
+    first_prompts.append(queue(first_tab))
+    second_prompt = queue(second_tab)
+
+    def all_played(prompts: list[str]):
+        return lambda s: all(
+            run_of(s, prompt) and any(p["state"] == "ended" for p in playbacks_of(s, prompt, "live"))
+            for prompt in prompts
+        )
+
+    first = wait_for_player(first_tab, nodes[0], all_played(first_prompts), RUN_TIMEOUT, "the first tab's two runs")
+    second = wait_for_player(second_tab, nodes[1], all_played([second_prompt]), RUN_TIMEOUT, "the second tab's run")
+    screenshot(first_tab, "two_prompts_first_tab")
+    screenshot(second_tab, "two_prompts_second_tab")
+
+    assert [run["promptId"] for run in first["runs"]] == first_prompts
+    assert [run["promptId"] for run in second["runs"]] == [second_prompt]
+    for state, prompts in ((first, first_prompts), (second, [second_prompt])):
+        for prompt in prompts:
+            assert_complete(run_of(state, prompt), 2.0)
+            [playback] = playbacks_of(state, prompt, "live")
+            assert_played_in_order(playback, 0, frames_of(2.0))
+    earlier, later = (playbacks_of(first, prompt, "live")[0]["drawn"] for prompt in first_prompts)
+    assert earlier[-1]["at"] <= later[0]["at"]  # one after the other, never mixed
+    assert first_console.pack_errors(since=marks[0]) == [] and second_console.pack_errors(since=marks[1]) == []
+
+
+def test_removing_the_node_mid_run_raises_nothing(app_page: tuple[Page, ConsoleLog], player_server: ComfyServer):
+    page, console = app_page
+    node = load_generate_workflow(page, "echotorrent_player_4s.wav", SIZE, seed=4)
+    mark = console.mark()
+    prompt = queue(page)
+    wait_for_player(page, node, lambda s: any(painted(p) for p in playbacks_of(s, prompt, "live")), RUN_TIMEOUT,
+                    "the first live frame")
+    page.evaluate("id => app.graph.remove(app.graph.getNodeById(id))", node)
+    assert page.evaluate("() => document.querySelectorAll('.echotorrent-player').length") == 0
+    assert player_server.wait_for(prompt, RUN_TIMEOUT)["status"]["status_str"] == "success"
+    page.wait_for_timeout(500)  # chunks and the end event keep arriving for the removed node
+    screenshot(page, "node_removed")
+    assert snapshot(page, node) is None
+    assert console.pack_errors(since=mark) == []
