@@ -15,6 +15,7 @@ import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACK_NAME = "echotorrent"  # the custom_nodes folder name ComfyUI loads this repository under
+TEST_NODES = ("echotorrent_test_nodes", Path(__file__).resolve().parent / "comfy_test_nodes")  # (name, folder)
 BASE_SUBFOLDERS = ("custom_nodes", "models", "input", "output", "temp", "user")
 # Runs `main.py ARGS` as `python main.py ARGS` would, without the editable install of this repository, so the pack
 # loads as it does for people who clone it into custom_nodes without pip-installing it.
@@ -31,10 +32,13 @@ class ComfyServerError(RuntimeError):
 
 
 def make_base_dir(base: Path, pack_dir: Path, pack_name: str) -> Path:
-    """Create a ComfyUI base folder under `base` with `pack_dir` linked in as `custom_nodes/<pack_name>`."""
+    """Create a ComfyUI base folder under `base` with `pack_dir` linked in as `custom_nodes/<pack_name>`, and the
+    harness's test-only nodes beside it."""
     for name in BASE_SUBFOLDERS:
         (base / name).mkdir(parents=True, exist_ok=True)
     (base / "custom_nodes" / pack_name).symlink_to(pack_dir, target_is_directory=True)
+    test_name, test_dir = TEST_NODES
+    (base / "custom_nodes" / test_name).symlink_to(test_dir, target_is_directory=True)
     return base
 
 
@@ -149,3 +153,14 @@ class ComfyServer:
 
     def interrupt(self) -> None:
         requests.post(f"{self.url}/interrupt", timeout=10).raise_for_status()
+
+    def free(self, unload_models: bool = True, free_memory: bool = True) -> None:
+        """The front end's "Unload Models" (unload_models) / "Free model and node cache" (both)."""
+        response = requests.post(f"{self.url}/free", json={"unload_models": unload_models, "free_memory": free_memory},
+                                 timeout=10)
+        response.raise_for_status()
+
+    @property
+    def pid(self) -> int:
+        """The server's process id (main.py runs inside the launched interpreter)."""
+        return self.process.pid

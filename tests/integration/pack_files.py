@@ -19,9 +19,14 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
+import torch
 from comfy_server import REPO_ROOT, ComfyServer
 from PIL import Image
 
+from echotorrent_core.checkpoints.loaders import save_dit, save_vae
+from echotorrent_core.config import VAEConfig, get_preset
+from echotorrent_core.models.dit import WanDiT
+from echotorrent_core.models.vae import WanVAE
 from echotorrent_core.random_bundle import write_random_bundle
 
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
@@ -32,17 +37,25 @@ MODEL_FILES = {
     "vae": ("vae", "wan_2.1_vae.safetensors"),
     "audio_encoder": ("wav2vec2", "echotorrent_default_wav2vec2.safetensors"),
 }
+I2V_DIT = ("echotorrent", "echotorrent_i2v_dit.safetensors")  # tiny image-to-video DiT (in_dim 36, CLIP branch)
+# The tiny VAE at the layout core ComfyUI builds for every Wan 2.1 VAE file (dim_mult 1,2,4,4, two residual blocks per
+# level), so that core Load VAE reads the workflows' VAE file too.
+CORE_LOADABLE_VAE = VAEConfig(base_dim=8)
 PORTRAIT = "echotorrent_portrait.png"
 FPS = 25
 
 
 def install_tiny_models(server: ComfyServer, scratch: Path) -> None:
-    """Write the tiny random networks into the server's model folders under the workflows' file names."""
+    """Write the tiny random networks into the server's model folders under the workflows' file names (the VAE in
+    the layout core Load VAE reads), plus a tiny image-to-video DiT."""
     bundle = write_random_bundle(scratch)
+    torch.manual_seed(0)
+    save_vae(WanVAE(CORE_LOADABLE_VAE), bundle / "vae.safetensors")
     for source, (folder, name) in MODEL_FILES.items():
         target = server.base_dir / "models" / folder
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy(bundle / f"{source}.safetensors", target / name)
+    save_dit(WanDiT(get_preset("tiny-i2v").dit), server.base_dir / "models" / I2V_DIT[0] / I2V_DIT[1])
 
 
 def write_portrait(path: Path, width: int = 80, height: int = 96) -> None:
@@ -93,6 +106,21 @@ def summarize_mp4(path: Path) -> Mp4Summary:
         samples = sum(frame.samples for frame in container.decode(audio))
         rate = audio.rate
     return Mp4Summary(frames, width, height, fps, samples / rate, rate)
+
+
+def process_memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak resident set) of a process in bytes, from /proc/PID/status."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0]) * 1024  # reported in kB
+    return fields
+
+
+def codecs(path: Path) -> set[str]:
+    with av.open(str(path)) as container:
+        return {stream.codec_context.name for stream in container.streams}
 
 
 def saved_video(server: ComfyServer, outputs: dict[str, Any], node_id: str) -> Path:

@@ -17,12 +17,18 @@ from ui_to_api import ui_to_api
 MODEL = "ECHOTORRENT_MODEL"
 FEATURES = "ECHOTORRENT_AUDIO_FEATURES"
 GUIDANCE = "ECHOTORRENT_GUIDANCE"
+STREAM = "ECHOTORRENT_STREAM"
+STREAM_REQUIRED = {"model": MODEL, "image": "IMAGE", "audio_features": FEATURES, "width": "INT", "height": "INT",
+                   "seed": "INT", "steps": "INT", "shift": "FLOAT", "solver": "COMBO", "chunk_frames": "INT",
+                   "window_frames": "INT"}
+STREAM_OPTIONAL = {"positive": "CONDITIONING", "negative": "CONDITIONING", "guidance": GUIDANCE,
+                   "clip_vision_output": "CLIP_VISION_OUTPUT"}
 # node id -> (display name, category, required inputs, optional inputs, outputs)
 EXPECTED_NODES = {
     "EchoTorrentLoadModel": (
         "Load EchoTorrent", "EchoTorrent/loaders",
         {"dit": "COMBO", "vae": "COMBO", "audio_encoder": "COMBO", "refiner": "COMBO", "dtype": "COMBO",
-         "device": "COMBO", "audio_adapter": "COMBO"}, {}, [MODEL]),
+         "device": "COMBO", "audio_adapter": "COMBO"}, {"core_vae": "VAE"}, [MODEL]),
     "EchoTorrentAudioEncode": (
         "EchoTorrent Audio Encode", "EchoTorrent/audio",
         {"model": MODEL, "audio": "AUDIO", "fps": "FLOAT", "normalize_loudness": "BOOLEAN"}, {}, [FEATURES, "INT"]),
@@ -31,11 +37,12 @@ EXPECTED_NODES = {
         {"mode": "COMBO", "text_scale": "FLOAT", "audio_scale": "FLOAT", "schedule": "BOOLEAN", "phases": "STRING",
          "inside_weight": "FLOAT", "outside_weight": "FLOAT"}, {"region_mask": "MASK"}, [GUIDANCE]),
     "EchoTorrentStreamingSampler": (
-        "EchoTorrent Streaming Sampler", "EchoTorrent/sampling",
-        {"model": MODEL, "image": "IMAGE", "audio_features": FEATURES, "width": "INT", "height": "INT", "seed": "INT",
-         "steps": "INT", "shift": "FLOAT", "solver": "COMBO", "chunk_frames": "INT", "window_frames": "INT"},
-        {"positive": "CONDITIONING", "negative": "CONDITIONING", "guidance": GUIDANCE},
+        "EchoTorrent Streaming Sampler", "EchoTorrent/sampling", STREAM_REQUIRED, STREAM_OPTIONAL,
         ["IMAGE", "AUDIO", "LATENT", "FLOAT"]),
+    "EchoTorrentStream": ("EchoTorrent Stream", "EchoTorrent/sampling", STREAM_REQUIRED, STREAM_OPTIONAL, [STREAM]),
+    "EchoTorrentSaveStream": (
+        "EchoTorrent Save Stream", "EchoTorrent/output",
+        {"stream": STREAM, "filename_prefix": "STRING", "decoder": "COMBO", "crf": "INT"}, {}, ["VIDEO"]),
     "EchoTorrentRefinedVAEDecode": (
         "EchoTorrent Refined VAE Decode", "EchoTorrent/decode",
         {"model": MODEL, "latent": "LATENT", "decoder": "COMBO", "drop_reference_frame": "BOOLEAN",
@@ -71,6 +78,12 @@ def test_node_definition(comfy_server: ComfyServer, node_id: str):
         for name, spec in info["input"].get(section, {}).items():
             assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
     assert all(info["output_tooltips"]) and info["description"]
+
+
+def test_save_stream_is_an_output_node(comfy_server: ComfyServer):
+    nodes = comfy_server.object_info()
+    assert nodes["EchoTorrentSaveStream"]["output_node"] is True
+    assert nodes["EchoTorrentStream"]["output_node"] is False
 
 
 def test_model_lists_show_installed_files(prepared_server: ComfyServer):

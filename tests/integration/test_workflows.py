@@ -1,5 +1,6 @@
 """The bundled UI workflows, converted with ui_to_api and run over HTTP on a tiny random model, write an mp4 with
-the audio's frame count, the sampler's resolution and the speech as its sound track."""
+the audio's frame count, the sampler's resolution and the speech as its sound track; the long-stream one writes it
+chunk by chunk (EchoTorrent Save Stream) without any frame batch in the graph."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ SPEECH = {  # workflow -> (the speech file it loads, seconds written there)
     "echotorrent_long_stream": ("echotorrent_long_speech.wav", 2.2),
 }
 AUDIO_TOLERANCE_SECONDS = 0.05  # aac frame padding
+GENERATORS = ("EchoTorrentStreamingSampler", "EchoTorrentStream")  # the node holding width and height
+VIDEO_WRITERS = ("SaveVideo", "EchoTorrentSaveStream")
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +41,12 @@ def test_workflow_writes_a_video_with_the_speech(prepared_server: ComfyServer, n
     api = ui_to_api(workflow, prepared_server.object_info())
     [loader] = nodes_of_type(api, "EchoTorrentLoadModel")
     assert [loader["inputs"][key] for key in MODEL_FILES] == [name for _, name in MODEL_FILES.values()]
-    [sampler] = nodes_of_type(api, "EchoTorrentStreamingSampler")
-    sampler["inputs"]["width"], sampler["inputs"]["height"] = TEST_SIZE
+    [generator] = [node for node in api.values() if node["class_type"] in GENERATORS]
+    generator["inputs"]["width"], generator["inputs"]["height"] = TEST_SIZE
 
     outputs = prepared_server.run(api, timeout=240)["outputs"]
 
-    [save_id] = [node_id for node_id, node in api.items() if node["class_type"] == "SaveVideo"]
+    [save_id] = [node_id for node_id, node in api.items() if node["class_type"] in VIDEO_WRITERS]
     video = summarize_mp4(saved_video(prepared_server, outputs, save_id))
     _, seconds = SPEECH[name]
     assert video.frames == math.floor(seconds * FPS)
@@ -52,13 +55,17 @@ def test_workflow_writes_a_video_with_the_speech(prepared_server: ComfyServer, n
     assert abs(video.audio_seconds - seconds) <= AUDIO_TOLERANCE_SECONDS
 
 
-def test_long_stream_decodes_through_the_refined_vae_decode(prepared_server: ComfyServer):
-    api = ui_to_api(load_workflow("echotorrent_long_stream"), prepared_server.object_info())
-    [decode_id] = [node_id for node_id, node in api.items() if node["class_type"] == "EchoTorrentRefinedVAEDecode"]
-    [create] = nodes_of_type(api, "CreateVideo")
-    assert create["inputs"]["images"] == [decode_id, 0]
-    [encode_id] = [node_id for node_id, node in api.items() if node["class_type"] == "EchoTorrentAudioEncode"]
-    assert api[decode_id]["inputs"]["num_frames"] == [encode_id, 1]
+def test_long_stream_holds_no_frame_batch(prepared_server: ComfyServer):
+    """The long-stream graph writes the stream chunk by chunk: Stream -> Save Stream, no IMAGE batch anywhere."""
+    info = prepared_server.object_info()
+    api = ui_to_api(load_workflow("echotorrent_long_stream"), info)
+    [stream_id] = [node_id for node_id, node in api.items() if node["class_type"] == "EchoTorrentStream"]
+    [save] = nodes_of_type(api, "EchoTorrentSaveStream")
+    assert save["inputs"]["stream"] == [stream_id, 0]
+    assert not nodes_of_type(api, "EchoTorrentStreamingSampler") and not nodes_of_type(api, "SaveVideo")
+    frame_batches = [node["class_type"] for node in api.values()
+                     if "IMAGE" in info[node["class_type"]]["output"] and node["class_type"] != "LoadImage"]
+    assert frame_batches == []
 
 
 def test_generate_workflow_ships_guidance_bypassed(prepared_server: ComfyServer):
