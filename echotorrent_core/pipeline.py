@@ -45,13 +45,16 @@ class ModelBundle:
 
 @dataclass(frozen=True)
 class GenerationResult:
-    """What `generate_to_file` made: the mp4 path, output frames, chunks and seconds per chunk."""
+    """What `generate_to_file` made: the mp4 path, output frames, chunks and seconds per chunk, the denoising
+    passes per step (guidance passes) and `passes`, every DiT pass of the video (per chunk `steps x guidance
+    passes + 1`, the clean pass that writes the KV cache)."""
 
     path: Path
     frames: int
     chunks: int
     chunk_seconds: tuple[float, ...]
     passes_per_step: float
+    passes: int
 
 
 def bundle_paths(folder: str | Path) -> dict[str, Path]:
@@ -184,7 +187,7 @@ def generate_to_file(
     sampler = StreamingSampler(bundle.dit, bundle.vae, settings, guidance)
     total = sampler.num_chunks(len(features))
     seconds: list[float] = []
-    passes = 0.0
+    passes_per_step, passes = 0.0, 0
     frames = 0
     soundtrack = original if original.shape[0] <= MAX_MUXED_CHANNELS else original.mean(dim=0, keepdim=True)
     with Mp4StreamWriter(out_path, fps=settings.fps, width=width, height=height,
@@ -194,7 +197,8 @@ def generate_to_file(
             writer.write(chunk.frames)
             frames += chunk.frames.shape[0]
             seconds.append(chunk.seconds)
-            passes = chunk.passes_per_step
+            passes_per_step = chunk.passes_per_step
+            passes += chunk.passes
             if on_chunk is not None:
                 on_chunk(chunk, total)
-    return GenerationResult(Path(out_path), frames, len(seconds), tuple(seconds), passes)
+    return GenerationResult(Path(out_path), frames, len(seconds), tuple(seconds), passes_per_step, passes)

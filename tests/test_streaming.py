@@ -42,6 +42,23 @@ def test_cached_stream_equals_recomputing_the_prefix(models) -> None:
     assert (cached - recomputed).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("layout", ["relative", "absolute"])
+def test_cached_stream_equals_recomputing_with_a_rolling_window(models, layout: str) -> None:
+    dit, vae = models
+    settings = StreamSettings(chunk_frames=2, window_frames=2, steps=1, rope_layout=layout)
+    reference, features = _inputs(40)  # 5 chunks: the window rolls from the third on
+    cached = [c.latents for c in StreamingSampler(dit, vae, settings).stream(reference, features)]
+    recomputed = [c.latents for c in StreamingSampler(dit, vae, settings, use_cache=False).stream(reference, features)]
+    assert len(cached) == 5
+    for a, b in zip(cached, recomputed, strict=True):
+        assert (a - b).abs().max() < 1e-4
+    if layout == "absolute":
+        relative = StreamingSampler(dit, vae, StreamSettings(chunk_frames=2, window_frames=2, steps=1))
+        other = [c.latents for c in relative.stream(reference, features)]
+        assert torch.equal(other[0], cached[0])  # the window still reaches the sink: the layouts coincide
+        assert (other[-1] - cached[-1]).abs().max() > 1e-4
+
+
 def test_cached_latents_equal_recomputed_latents(models) -> None:
     dit, vae = models
     settings = StreamSettings(chunk_frames=3, window_frames=None, steps=3)
@@ -76,25 +93,31 @@ def test_output_frame_count_follows_the_audio(models, frames: int) -> None:
 @pytest.mark.parametrize(
     "mode, passes", [(GuidanceMode.SINGLE, 1), (GuidanceMode.AUDIO_CFG, 2), (GuidanceMode.TEXT_AUDIO_CFG, 3)]
 )
-def test_passes_per_step_match_the_guidance_mode(models, mode: GuidanceMode, passes: int) -> None:
+def test_reported_passes_are_every_network_pass_the_chunk_ran(models, mode: GuidanceMode, passes: int) -> None:
     dit, vae = models
-    calls = {"n": 0}
+    calls = {"denoise": 0, "commit": 0}
     original = dit.forward_chunk
 
     def counting(*args, **kwargs):
-        if not kwargs.get("write_cache", False):
-            calls["n"] += 1
+        calls["commit" if kwargs.get("write_cache", False) else "denoise"] += 1
         return original(*args, **kwargs)
 
     dit.forward_chunk = counting
     try:
         sampler = StreamingSampler(dit, vae, StreamSettings(steps=3), GuidancePolicy(mode=mode))
         reference, features = _inputs(24)
+        calls["commit"] = -1  # the sink is written once per stream, before the first chunk
         chunks = list(sampler.stream(reference, features))
     finally:
         del dit.forward_chunk
     assert [c.passes_per_step for c in chunks] == [passes] * len(chunks)
-    assert calls["n"] == passes * 3 * len(chunks)
+    assert [c.passes for c in chunks] == [passes * 3 + 1] * len(chunks)
+    assert [c.commit_passes for c in chunks] == [1] * len(chunks)
+    assert sum(c.passes for c in chunks) == calls["denoise"] + calls["commit"]
+    assert chunks[0].passes_per_frame == (passes * 3 + 1) / 12
+    recomputed = list(StreamingSampler(dit, vae, StreamSettings(steps=3), GuidancePolicy(mode=mode),
+                                       use_cache=False).stream(reference, features))
+    assert [(c.passes, c.commit_passes) for c in recomputed] == [(passes * 3, 0)] * len(chunks)
 
 
 def test_interrupt_stops_the_stream_inside_a_chunk(models) -> None:

@@ -61,9 +61,10 @@ class AllocationRecorder(TorchDispatchMode):
             raise ValueError("nothing was allocated")
         return max(self.allocations, key=lambda a: a.numel)
 
-    def square_at_least(self, length: int) -> list[Allocation]:
-        """Allocations with two dimensions of at least `length` (an `[L, L]`-like tensor)."""
-        return [a for a in self.allocations if sum(size >= length for size in a.shape) >= 2]
+    def quadratic(self, length: int) -> list[Allocation]:
+        """Allocations with at least `length ** 2` elements: an `[L, L]` tensor in any shape (a mask built with
+        `repeat_interleave` is allocated as `[L, F, L / F]`, for example)."""
+        return [a for a in self.allocations if a.numel >= length * length]
 
 
 class FusedAttentionOnMeta(TorchFunctionMode):
@@ -81,11 +82,12 @@ class FusedAttentionOnMeta(TorchFunctionMode):
 
 @dataclass(frozen=True)
 class ForwardAllocations:
-    """A meta-device forward at a real size: sequence length, the largest tensor, and any `[L, L]`-like ones."""
+    """A meta-device forward at a real size: sequence length L, the largest tensor, any of `L * L` elements or
+    more, and how many tensors were allocated."""
 
     tokens: int
     largest: Allocation
-    square: tuple[Allocation, ...]
+    quadratic: tuple[Allocation, ...]
     count: int
 
 
@@ -108,5 +110,5 @@ def forward_allocations(preset: ModelPreset, frames: int, height: int, width: in
             dit(x, t, cond, attention=attention)
     patch = cfg.patch_size
     tokens = frames * (h // patch[1]) * (w // patch[2])
-    return ForwardAllocations(tokens, recorder.largest(), tuple(recorder.square_at_least(tokens)),
+    return ForwardAllocations(tokens, recorder.largest(), tuple(recorder.quadratic(tokens)),
                               len(recorder.allocations))

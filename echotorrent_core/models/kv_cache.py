@@ -33,23 +33,24 @@ from .rope import RopeTables, apply_rope, rope_into
 
 @dataclass(frozen=True)
 class CachePass:
-    """What one `forward_chunk` pass reads and writes (planned once, used by every block).
+    """What one `forward_chunk` pass reads and writes (planned once, used by every block); grid: token rows, cols.
 
     chunk_slots: the slots of the chunk's frames, in frame order; context_slots: committed sink + window slots
     it sees, ascending; read_slots: both, ascending (the key order of the in-place path), `prefix` when they are
-    slots `0 .. len - 1`. RoPE tables `[tokens, head_dim // 2]` of the chunk's queries, of `read_slots` and of
-    `context_slots`.
+    slots `0 .. len - 1`. RoPE tables `[tokens, head_dim // 2]` of the chunk's queries and of `read_slots`; the
+    frame positions of `context_slots` (their tables are made only by the autograd path).
     """
 
     frame_start: int
     num_frames: int
+    grid: tuple[int, int]
     chunk_slots: tuple[int, ...]
     context_slots: tuple[int, ...]
     read_slots: tuple[int, ...]
     prefix: bool
     query_rope: tuple[torch.Tensor, torch.Tensor]
     read_rope: tuple[torch.Tensor, torch.Tensor]
-    context_rope: tuple[torch.Tensor, torch.Tensor] | None
+    context_positions: tuple[int, ...]
 
 
 def _runs(slots: tuple[int, ...]) -> list[tuple[int, int, int]]:
@@ -182,11 +183,11 @@ class KVCache:
             return self.mode.rope_frames([frame_in[slot] for slot in slots], frame_start)
 
         return CachePass(
-            frame_start, num_frames, chunk_slots, context_slots, read_slots,
+            frame_start, num_frames, (rows, cols), chunk_slots, context_slots, read_slots,
             prefix=read_slots == tuple(range(len(read_slots))),
             query_rope=tables(self.mode.rope_frames(list(frames), frame_start)),
             read_rope=tables(positions(read_slots)),
-            context_rope=tables(positions(context_slots)) if context_slots else None,
+            context_positions=tuple(positions(context_slots)),
         )
 
     def write(self, block: int, step: CachePass, keys: torch.Tensor, values: torch.Tensor) -> None:
@@ -237,7 +238,8 @@ class KVCache:
             contiguous = step.context_slots == tuple(range(len(step.context_slots)))
             cached_keys = self._read(self.keys[block], step.context_slots, contiguous).transpose(1, 2)
             cached_values = self._read(self.values[block], step.context_slots, contiguous).transpose(1, 2)
-            keys = torch.cat([apply_rope(cached_keys, *step.context_rope), keys], dim=1)
+            context_rope = self._tables_for(*step.grid)(step.context_positions)
+            keys = torch.cat([apply_rope(cached_keys, *context_rope), keys], dim=1)
             values = torch.cat([cached_values.to(v.dtype), v], dim=1)
         out = attention(queries, keys, values)
         self.write(block, step, k, v)
@@ -253,5 +255,6 @@ class KVCache:
 
     def _tables_for(self, rows: int, cols: int) -> RopeTables:
         if (rows, cols) not in self._tables:
-            self._tables[(rows, cols)] = RopeTables(self.head_dim, self.rope_theta, rows, cols, self.device)
+            self._tables[(rows, cols)] = RopeTables(self.head_dim, self.rope_theta, rows, cols, self.device,
+                                                    remember=16)
         return self._tables[(rows, cols)]

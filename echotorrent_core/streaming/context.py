@@ -2,8 +2,10 @@
 
 Both strategies expose the same three calls, so the chunk loop is written once:
 `begin(reference_latent, cond, y)` stores the sink, `predict(x, t, cond, frame_start, y)` is one network pass over
-the chunk, `commit(x0, cond, frame_start, y)` makes a clean chunk part of the context. `y` are the i2v condition
-channels of those frames (None for models without them).
+the chunk, `commit(x0, cond, frame_start, y)` makes a clean chunk part of the context (`commit_passes` network
+passes: 1 for the cache, 0 for recomputation, which pays on every pass instead). `y` are the i2v condition
+channels of those frames (None for models without them). Both follow `settings.rope_layout` and give the same
+result, with or without a rolling window.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from dataclasses import replace
 
 import torch
 
-from ..models.attention import BlockCausal
 from ..models.conditioning import Conditioning
 from .settings import StreamSettings
 
@@ -24,6 +25,8 @@ def _clean_timesteps(latents: torch.Tensor) -> torch.Tensor:
 class CachedContext:
     """Context held in the DiT's KV cache (sink + rolling window): constant cost and memory per chunk."""
 
+    commit_passes = 1  # the clean pass at t = 0 that writes the chunk into the cache
+
     def __init__(self, model: torch.nn.Module, settings: StreamSettings, latent_hw: tuple[int, int],
                  stream_frames: int, dtype: torch.dtype, device: torch.device) -> None:
         """`stream_frames`: latent frames the stream will generate; the window when `settings.window_frames` is None."""
@@ -31,7 +34,8 @@ class CachedContext:
         tokens_per_frame = (latent_hw[0] // patch[1]) * (latent_hw[1] // patch[2])
         window = settings.window_frames or max(stream_frames, 1)
         self.model = model
-        self.cache = model.create_kv_cache(1, tokens_per_frame, settings.sink_frames, window, dtype, device)
+        self.cache = model.create_kv_cache(1, tokens_per_frame, settings.sink_frames, window, dtype, device,
+                                           chunk_frames=settings.chunk_frames, rope_layout=settings.rope_layout)
 
     def begin(self, reference_latent: torch.Tensor, cond: Conditioning, y: torch.Tensor | None = None) -> None:
         """Reset the cache and write the reference latent `[1, C, 1, h, w]` as the sink."""
@@ -55,13 +59,16 @@ class CachedContext:
 class RecomputedContext:
     """No cache: every pass reruns the block-causal DiT over all clean frames so far plus the chunk.
 
-    The baseline the cache is measured against (cost grows with the video). With `window_frames` None the result
-    equals `CachedContext`: the prefix frames get the same inputs, t = 0 and their own conditioning.
+    The baseline the cache is measured against (cost grows with the video). The result equals `CachedContext`:
+    the prefix frames get the same inputs, t = 0, their own conditioning and the same positions per chunk.
+    Committing costs no pass; every predict pass reruns the whole prefix.
     """
+
+    commit_passes = 0
 
     def __init__(self, model: torch.nn.Module, settings: StreamSettings) -> None:
         self.model = model
-        self.mode = BlockCausal(settings.chunk_frames, settings.sink_frames, settings.window_frames)
+        self.mode = settings.attention
         self.latents: list[torch.Tensor] = []
         self.audio: list[torch.Tensor] = []
         self.conditions: list[torch.Tensor] = []

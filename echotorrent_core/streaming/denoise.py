@@ -100,7 +100,8 @@ class ChunkDenoiser:
                 conditions: dict[ConditionVariant, Conditioning],
                 y: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
         """Generate the chunk of latent frames starting at `frame_start` from its `chunk_conditions` (i2v
-        condition channels `y` `[1, 20, n, h, w]` or None): returns (x0 `[1, C, n, h, w]`, passes)."""
+        condition channels `y` `[1, 20, n, h, w]` or None): returns (x0 `[1, C, n, h, w]`, the denoising passes
+        run; the pass that commits the chunk belongs to the context)."""
         batch, channels, _, h, w = reference_shape
         n = self.settings.chunk_frames
         steps = len(self.timesteps)

@@ -5,7 +5,8 @@ Timeline. The portrait is VAE-encoded to one latent frame, written once into the
 latent frame j >= 1 decodes to output video frames 4(j-1) .. 4(j-1)+3. Audio rows are aligned MultiTalk-style with
 video frame 0 being the portrait: the features get their first row repeated in front, so output frame v reads
 row v + 1. Each chunk of `chunk_frames` latent frames is denoised in `steps` passes (times the guidance passes),
-committed to the context with one clean pass, decoded, trimmed to the audio length and yielded.
+committed to the context with one clean pass (so a chunk costs `steps x guidance passes + 1` DiT passes),
+decoded, trimmed to the audio length and yielded.
 Cost and memory per chunk are constant with `CachedContext` and a finite window.
 """
 
@@ -31,7 +32,10 @@ from .settings import StreamSettings
 @dataclass(frozen=True)
 class ChunkOutput:
     """One streamed chunk: frames `[T, H, W, 3]` float in [0, 1] on the CPU, its latents `[1, C, n, h, w]`,
-    the index of its first output frame, the network passes it took and its wall time."""
+    the index of its first output frame, its wall time and its network passes: `passes` counts every DiT pass
+    the chunk cost (`steps x guidance passes` to denoise + `commit_passes`, the clean pass at t = 0 that writes
+    the KV cache: 1 with the cache, 0 when recomputing the prefix); `passes_per_step` is the denoising passes per
+    step (the guidance passes)."""
 
     index: int
     first_frame: int
@@ -40,6 +44,16 @@ class ChunkOutput:
     passes: int
     passes_per_step: float
     seconds: float
+    commit_passes: int
+
+    @property
+    def denoise_passes(self) -> int:
+        return self.passes - self.commit_passes
+
+    @property
+    def passes_per_frame(self) -> float:
+        """Network passes per output frame of this chunk (the cache-writing pass included)."""
+        return self.passes / max(self.frames.shape[0], 1)
 
 
 @dataclass
@@ -158,8 +172,9 @@ class StreamingSampler:
         first = index * n * self.temporal_stride
         keep = min(video.shape[2], num_frames - first)
         frames = video_to_frames(video[0, :, :keep])
-        return ChunkOutput(index, first, frames, x0.cpu(), passes, passes / self.settings.steps,
-                           time.perf_counter() - started)
+        commit = state.context.commit_passes
+        return ChunkOutput(index, first, frames, x0.cpu(), passes + commit, passes / self.settings.steps,
+                           time.perf_counter() - started, commit)
 
     @property
     def _vae_dtype(self) -> torch.dtype:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..models.attention import ROPE_LAYOUTS, BlockCausal
+
 
 @dataclass(frozen=True)
 class StreamSettings:
@@ -16,6 +18,10 @@ class StreamSettings:
       (distilled students, Self-Forcing style), "euler" integrates the flow ODE (teachers, many steps).
     fps: video frame rate the audio features were computed at.
     seed: seeds all noise of the stream (same seed, same inputs -> same video).
+    rope_layout: RoPE frame positions the chunks see (`models.attention`): "relative" (default: the sink just before
+      the window, the window and the chunk at the same positions at chunk 10 and chunk 10,000, so the positions
+      never leave the range of a training clip; equal to "absolute" while the window fills) or "absolute" (stream
+      indices, for checkpoints trained on long sequences that way).
     """
 
     chunk_frames: int = 3
@@ -26,6 +32,7 @@ class StreamSettings:
     solver: str = "few_step"
     fps: float = 25.0
     seed: int = 0
+    rope_layout: str = "relative"
 
     def __post_init__(self) -> None:
         if self.chunk_frames < 1:
@@ -40,3 +47,10 @@ class StreamSettings:
             raise ValueError(f"solver must be 'few_step' or 'euler', got {self.solver!r}")
         if self.fps <= 0:
             raise ValueError(f"fps must be positive, got {self.fps}")
+        if self.rope_layout not in ROPE_LAYOUTS:
+            raise ValueError(f"rope_layout must be one of {ROPE_LAYOUTS}, got {self.rope_layout!r}")
+
+    @property
+    def attention(self) -> BlockCausal:
+        """The block-causal attention of this stream, for `WanDiT.forward` (training, prefix recomputation)."""
+        return BlockCausal(self.chunk_frames, self.sink_frames, self.window_frames, self.rope_layout)
