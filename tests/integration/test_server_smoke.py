@@ -38,8 +38,22 @@ def test_pack_nodes_are_registered_under_the_echotorrent_category_with_tooltips(
 
 def test_front_end_scripts_are_served_once_each(comfy_server: ComfyServer):
     web = REPO_ROOT / "web"
+    scripts = sorted(web.rglob("*.js"))
+    assert web / "stream_player_extension.js" in scripts  # the player's entry: the list below cannot be empty
     served = [url for url in comfy_server.get_json("/extensions") if "echotorrent" in url]
-    assert sorted(served) == sorted(f"/extensions/{PACK_NAME}/{path.relative_to(web)}" for path in web.rglob("*.js"))
+    assert sorted(served) == sorted(f"/extensions/{PACK_NAME}/{path.relative_to(web)}" for path in scripts)
+    for path in scripts:
+        response = requests.get(f"{comfy_server.url}/extensions/{PACK_NAME}/{path.relative_to(web)}", timeout=30)
+        assert response.status_code == 200, path.name
+        assert "javascript" in response.headers["Content-Type"], (path.name, response.headers["Content-Type"])
+        assert response.content == path.read_bytes(), path.name
+
+
+def test_stream_event_route_answers_with_the_kept_streams(comfy_server: ComfyServer):
+    for prefix in ("", "/api"):
+        assert comfy_server.get_json(f"{prefix}/echotorrent/events?clientId=nobody") == {"streams": []}
+    response = requests.get(f"{comfy_server.url}/echotorrent/events?after=x", timeout=30)
+    assert response.status_code == 400 and "after" in response.json()["error"]
 
 
 def test_workflow_templates_list_the_pack_workflows(comfy_server: ComfyServer):
