@@ -2,7 +2,7 @@
 ones so a page that reloads mid-run can catch up (GET /echotorrent/events).
 
 Generic: the stream player sends its chunks through it; a live chart (e.g. training curves) can do the same with
-its own channel. Every message is `{"seq", "channel", "prompt_id", "node", ...data}`, sent as the websocket event
+its own channel. Every message is `{"seq", "channel", "kind", "prompt_id", "node", ...data}`, sent as the event
 `<channel>.<kind>` (e.g. `echotorrent.stream.chunk`) to the client id that queued the prompt, as ComfyUI sends its
 own progress. A kept event is also logged under its stream `(client, prompt, node, channel)`; the first kept event
 of a stream (its header, e.g. the start event) stays while the stream is one of the last `MAX_STREAMS`; the others
@@ -111,7 +111,7 @@ def send_node_event(channel: str, kind: str, data: dict[str, Any], keep: bool = 
         return None
     server = _prompt_server()
     client_id = getattr(server, "client_id", None)
-    message = {"seq": EVENT_LOG.next_seq(), "channel": channel, "prompt_id": context.prompt_id,
+    message = {"seq": EVENT_LOG.next_seq(), "channel": channel, "kind": kind, "prompt_id": context.prompt_id,
                "node": str(context.node_id), **data}
     if keep:
         EVENT_LOG.keep(client_id, message)

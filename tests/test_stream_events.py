@@ -56,8 +56,8 @@ def test_a_stream_sends_start_every_chunk_with_its_sound_and_end(pack, events): 
     names = [name for name, _, _ in events]
     assert names == ["echotorrent.stream.start"] + ["echotorrent.stream.chunk"] * 3 + ["echotorrent.stream.end"]
     messages = [message for _, message, _ in events]
-    assert all(m["prompt_id"] == "prompt-1" and m["node"] == "7" and m["channel"] == "echotorrent.stream"
-               for m in messages)
+    assert all(m["prompt_id"] == "prompt-1" and m["node"] == "7" and name == f"{m['channel']}.{m['kind']}"
+               for name, m, _ in events)
     assert [m["seq"] for m in messages] == sorted({m["seq"] for m in messages})
     start, chunks, end = messages[0], messages[1:-1], messages[-1]
     assert start["chunks_total"] == 3 and start["frames_total"] == 30 and start["fps"] == FPS
