@@ -99,6 +99,7 @@ class ToyRegression(Stage):
         self.calls += 1
         self.seen.append(batch["index"].tolist())
         prediction = self.net(self._inputs(batch))
+        self.compute_dtype = prediction.dtype
         if self.critic is not None:
             with torch.no_grad():
                 correction = self.critic(batch["x"])

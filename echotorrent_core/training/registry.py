@@ -52,8 +52,10 @@ def _load_builtins() -> None:
 
 
 def get_stage(name: str) -> type[Stage]:
-    """The Stage class registered as `name`; KeyError naming the known stages otherwise."""
-    _load_builtins()
+    """The Stage class registered as `name` (the built-ins are imported only when it is not registered yet);
+    KeyError naming the known stages otherwise."""
+    if name not in _STAGES:
+        _load_builtins()
     if name not in _STAGES:
         raise KeyError(f"unknown training stage '{name}'; known stages: {', '.join(stage_names()) or 'none'}")
     return _STAGES[name]

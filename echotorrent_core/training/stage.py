@@ -31,6 +31,7 @@ What the trainer guarantees and expects:
   is `grad_accum` micro-batches whose loss means are averaged. A loss must be a scalar mean over its micro-batch.
   Inside `generator_loss` call the critic only under `torch.no_grad()` (and the generator inside `critic_loss`):
   gradients flow only into the roles being updated. `step` is the 0-based index of the generator update.
+  The log dict of a loss must have the same keys on every rank (they are averaged over ranks).
 - Batches. `dataset("train")[i]` returns one sample (a dict of tensors / numbers); `collate` makes a batch; the
   trainer moves every tensor of the batch dict to `device`. For exact resume a sample must be a pure function of
   its index (draw augmentation noise inside the loss, from the global torch RNG, which checkpoints restore).

@@ -54,7 +54,8 @@ StepCallback = Callable[["Trainer", int, dict[str, float]], None]
 
 @dataclass
 class TrainResult:
-    """How a run ended: steps done, whether it was interrupted, the last checkpoint, exported files."""
+    """How a run ended: steps done, whether it was interrupted, the last checkpoint, exported files, and the last
+    log record (averaged over its steps and the ranks)."""
 
     step: int
     interrupted: bool
@@ -326,7 +327,7 @@ class Trainer:
         bar = tqdm(total=tc.steps, initial=self.step, desc=f"train {self.stage.name}", unit="step",
                    disable=not self.ctx.is_main, dynamic_ncols=True)
         window: list[dict[str, float]] = []
-        logs: dict[str, float] = {}
+        logged: dict[str, float] = {}
         interrupted = False
         window_start = time.perf_counter()
         saved_at = self.step if self.last_checkpoint is not None else None
@@ -357,7 +358,7 @@ class Trainer:
                 for callback in self.callbacks:
                     callback(self, self.step, logs)
                 if self.step % tc.log_every == 0 or self.step == tc.steps:
-                    self._write_log(window, time.perf_counter() - window_start)
+                    logged = self._write_log(window, time.perf_counter() - window_start)
                     window, window_start = [], time.perf_counter()
                 if tc.eval_every and self.step % tc.eval_every == 0:
                     evaluation = self.evaluate()
@@ -368,13 +369,13 @@ class Trainer:
                     saved_at = self.step
         bar.close()
         if window:
-            self._write_log(window, time.perf_counter() - window_start)
+            logged = self._write_log(window, time.perf_counter() - window_start)
         if saved_at != self.step:
             self.save_checkpoint()
         exported = [] if interrupted else self.export()
         if interrupted and self.ctx.is_main:
             print(f"stopped at step {self.step}: checkpoint {self.last_checkpoint}; continue with --resume")
-        return TrainResult(self.step, interrupted, self.last_checkpoint, exported, logs)
+        return TrainResult(self.step, interrupted, self.last_checkpoint, exported, logged)
 
     def close(self) -> None:
         """Close the log and leave the process group."""
