@@ -122,11 +122,16 @@ def test_clip_folder_index_gives_labels_splits_and_ground_truth_per_window(tmp_p
         {"id": "a", "video": "clips/a.mkv", "params": "params/a.safetensors", "identity": "p1", "domain": "calm",
          "frames": frames},
         {"id": "b", "video": "clips/b.mkv", "split": "heldout"},
+        {"id": "c", "video": "clips/b.mkv", "params": "params/c.safetensors"},  # a broken parameter file
     ])
+    (tmp_path / "params" / "c.safetensors").write_bytes(b"\x10" * 64)
     entries = scan_clip_folder(tmp_path)
-    assert [(e.id, e.split, e.identity) for e in entries] == [("a", "train", "p1"), ("b", "heldout", None)]
-    train = list(ClipWindows(tmp_path, SETTINGS, split="train"))
+    assert [(e.id, e.split, e.identity) for e in entries] == [("a", "train", "p1"), ("b", "heldout", None),
+                                                              ("c", "train", None)]
+    dataset = ClipWindows(tmp_path, SETTINGS, split="train")
+    train = list(dataset)
     assert {w.entry.id for w in train} == {"a"} and len(train) == 6
+    assert list(dataset.report.skipped) == ["c"] and "corrupt" in dataset.report.skipped["c"]
     for window in train:
         rows = torch.arange(window.start, window.start + 9, dtype=torch.float32)
         assert torch.equal(window.params["mouth_open"], rows)

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..checkpoints.errors import CheckpointError
 from ..checkpoints.safetensors_io import read_state_dict
 from ..media import MediaError, to_mono_resampled
 from ..media.audio_decode import decode_audio_stream
@@ -113,6 +114,7 @@ class ClipTrack:
     audio: torch.Tensor  # [samples] mono at the settings' rate, sample 0 under frame 0
     starts: list[int]  # windows kept (enough face)
     dropped: int  # windows dropped for too little face
+    params: dict[str, torch.Tensor] = field(default_factory=dict)  # the clip's ground truth, whole
 
 
 def read_clip_audio(entry: ClipEntry, settings: ClipSettings) -> torch.Tensor:
@@ -183,7 +185,7 @@ def media_errors_skip(entry: ClipEntry) -> Iterator[None]:
     """Turn PyAV / media / parameter-file errors inside the block into `ClipSkipped` with the decoder's message."""
     try:
         yield
-    except (av.FFmpegError, MediaError, OSError) as error:
+    except (av.FFmpegError, MediaError, CheckpointError, OSError) as error:
         raise ClipSkipped(entry.id, f"unreadable or corrupt ({error})") from error
 
 
@@ -194,7 +196,9 @@ def open_clip(entry: ClipEntry, settings: ClipSettings, detector: FaceDetector) 
         with av.open(str(entry.video)) as container:
             if not container.streams.video:
                 raise ClipSkipped(entry.id, "no video stream")
+        params = read_state_dict(entry.params)[0] if entry.params is not None else {}
         track = track_clip(entry, settings, detector)
+        track.params = params
         if track.dropped:
             LOG.info("clip %s: %d windows dropped (face found in too few frames)", entry.id, track.dropped)
         return track
@@ -205,7 +209,6 @@ def crop_windows(entry: ClipEntry, settings: ClipSettings, track: ClipTrack,
     """Second pass: the clip's windows in order (window numbers in `skip_windows` are neither cropped nor
     yielded). A file that breaks mid-way raises `ClipSkipped`."""
     with media_errors_skip(entry):
-        params = read_state_dict(entry.params)[0] if entry.params is not None else {}
         number = {start: n for n, start in enumerate(track.starts)}
         wanted = [s for s in track.starts if number[s] not in skip_windows]
         if not wanted:
@@ -228,7 +231,7 @@ def crop_windows(entry: ClipEntry, settings: ClipSettings, track: ClipTrack,
                     open_windows.setdefault(start, []).append(crop)
                     if i == start + settings.window_frames - 1:
                         yielded += 1
-                        yield _window(entry, settings, track, params, number[start], start, crops[start],
+                        yield _window(entry, settings, track, number[start], start, crops[start],
                                       np.stack(open_windows.pop(start)))
         if yielded < len(wanted):
             raise ClipSkipped(entry.id, f"the second decoding pass ended before frame {last} (the file changed?)")
@@ -242,14 +245,14 @@ def clip_windows(entry: ClipEntry, settings: ClipSettings, detector: FaceDetecto
     yield from crop_windows(entry, settings, track, skip_windows)
 
 
-def _window(entry: ClipEntry, settings: ClipSettings, track: ClipTrack, params: dict[str, torch.Tensor],
-            index: int, start: int, crop: tuple[int, int, int], frames: np.ndarray) -> ClipWindow:
+def _window(entry: ClipEntry, settings: ClipSettings, track: ClipTrack, index: int, start: int,
+            crop: tuple[int, int, int], frames: np.ndarray) -> ClipWindow:
     first = round(start / settings.fps * settings.sample_rate)
     audio = track.audio[first : first + settings.window_samples]
     if audio.shape[0] < settings.window_samples:
         audio = torch.cat([audio, audio.new_zeros(settings.window_samples - audio.shape[0])])
     rows = np.arange(start, start + settings.window_frames)
-    sliced = {name: _slice_params(value, rows, entry, settings, track) for name, value in params.items()}
+    sliced = {name: _slice_params(value, rows, entry, settings, track) for name, value in track.params.items()}
     face = float(track.found[start : start + settings.window_frames].mean())
     return ClipWindow(entry, index, start, frames, audio.clone(), crop, face, sliced)
 
@@ -281,7 +284,9 @@ class ClipReport:
 
 class ClipWindows(torch.utils.data.IterableDataset):
     """Every window of every usable clip of a folder (`clip_folder.py`), in order; bad clips are logged, listed in
-    `report` and skipped. Iterating yields `ClipWindow`s; `split` keeps only clips of that split."""
+    `report` and skipped. Iterating yields `ClipWindow`s; `split` keeps only clips of that split. Inside a
+    DataLoader with workers, each worker reads every `num_workers`-th clip (each window comes once; the report of
+    the dataset object in the main process stays empty then)."""
 
     def __init__(self, folder: str | Path, settings: ClipSettings = ClipSettings(), split: str | None = None) -> None:
         self.settings = settings
@@ -290,7 +295,9 @@ class ClipWindows(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[ClipWindow]:
         detector = make_face_detector(self.settings.detector)
-        for entry in self.entries:
+        worker = torch.utils.data.get_worker_info()
+        entries = self.entries if worker is None else self.entries[worker.id :: worker.num_workers]
+        for entry in entries:
             yield from self.windows_of(entry, detector)
 
     def windows_of(self, entry: ClipEntry, detector: FaceDetector,
