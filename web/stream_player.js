@@ -7,6 +7,7 @@ import { soundOutput } from "./stream_audio.js";
 import { StreamPlayback } from "./stream_playback.js";
 
 const HISTORY_LIMIT = 12; // playbacks remembered for snapshot()
+const STEP_MS = 200; // the timer that keeps playback going in a hidden tab, where animation frames stop
 const COLORS = { track: "#333", arrived: "#3a7d44", playhead: "#f0f0f0", text: "#ddd" };
 
 function element(tag, style = {}, text = null) {
@@ -28,7 +29,8 @@ export class StreamPlayer {
     this.boundId = null;
     this.buildElements();
     this.unsubscribe = store.subscribe((run) => this.onRunChanged(run));
-    this.frameRequest = requestAnimationFrame(() => this.tick());
+    this.frameRequest = requestAnimationFrame(() => this.onAnimationFrame());
+    this.timer = setInterval(() => this.tick(), STEP_MS);
   }
 
   buildElements() {
@@ -129,8 +131,12 @@ export class StreamPlayer {
     context.drawImage(bitmap, 0, 0);
   }
 
+  onAnimationFrame() {
+    this.frameRequest = requestAnimationFrame(() => this.onAnimationFrame());
+    this.tick();
+  }
+
   tick() {
-    this.frameRequest = requestAnimationFrame(() => this.tick());
     if (this.boundId !== this.nodeId) this.bind();
     if (!this.playback) return;
     this.playback.tick();
@@ -230,6 +236,7 @@ export class StreamPlayer {
 
   destroy() {
     cancelAnimationFrame(this.frameRequest);
+    clearInterval(this.timer);
     this.unsubscribe();
     this.playback?.destroy();
     this.playback = null;

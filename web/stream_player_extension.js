@@ -6,7 +6,7 @@ import { activePromptIds, onPromptFinished, subscribeNodeEvents } from "./node_e
 import { StreamPlayer } from "./stream_player.js";
 import { StreamRunStore } from "./stream_runs.js";
 
-const PLAYER_NODE_TYPES = new Set(["EchoTorrentStreamingSampler"]);
+const PLAYER_NODE_TYPES = new Set(["EchoTorrentStreamingSampler", "EchoTorrentSaveStream"]);
 const WIDGET_NAME = "echotorrent_player";
 const PLAYER_MIN_HEIGHT = 260;
 const PLAYER_MIN_WIDTH = 340;
