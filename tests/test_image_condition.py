@@ -128,3 +128,17 @@ def test_sampler_gives_each_chunk_the_condition_of_its_own_frames(monkeypatch) -
     with torch.no_grad():
         full = _full_condition(vae, reference[None, :, None], 11)
     assert (torch.cat(committed, dim=2) - full).abs().max() < TOLERANCE
+
+
+def test_the_encoder_cache_is_freed_at_the_fixed_point() -> None:
+    vae = _tiny_vae(8)
+    pixels = torch.rand(1, 3, 1, 16, 16) * 2 - 1
+    with torch.no_grad():
+        condition = ImageCondition(vae, pixels, torch.float32)
+        assert condition.cached_elements > 0
+        while condition.steady_from is None:
+            last = condition.for_frames(condition.next_frame, 3)
+            assert condition.next_frame < 100, "no fixed point within 100 latent frames"
+        assert condition.cached_elements == 0
+        later = condition.for_frames(condition.next_frame, 3)
+    assert torch.equal(later[:, :, -1], last[:, :, -1])

@@ -9,7 +9,10 @@ encoded incrementally, chunk by chunk, with a `StreamingEncoder` over the zero f
 encode of the whole [portrait, zeros...] clip at a constant cost per chunk.
 
 Once a step leaves every cached history of the encoder bit-identical to the previous step's, the encoder has
-reached its fixed point (same zero input, same state): every later latent equals the last one, and encoding stops.
+reached its fixed point (same zero input, same state): every later latent equals the last one, encoding stops and
+the encoder's cache is freed (measured: latent frame 29 on the full Wan2.1 VAE architecture, about 10 chunks).
+Before that, a chunk costs one encoder pass over `4 * chunk_frames` frames at the output resolution, and the
+cache holds the last 2 input frames of every causal layer (at 480x832 in bf16 a few hundred MB, like the decoder's).
 """
 
 from __future__ import annotations
@@ -41,6 +44,16 @@ class ImageCondition:
         self._steady: torch.Tensor | None = None
         self.steady_from: int | None = None  # first latent frame of the encoder's fixed point, once reached
 
+    @property
+    def next_frame(self) -> int:
+        """The latent frame the next `for_frames` call starts at."""
+        return self._next_frame
+
+    @property
+    def cached_elements(self) -> int:
+        """Elements held in the encoder's feature cache (0 once the fixed point is reached)."""
+        return self._encoder.cache.numel()
+
     def for_frames(self, start: int, count: int) -> torch.Tensor:
         """Condition channels of latent frames `start .. start + count - 1` (frame 0 is the portrait): `[1, 4 + z,
         count, h, w]`, mask 0, the condition latents of [portrait, zeros...] at those frames."""
@@ -68,4 +81,5 @@ class ImageCondition:
         if self._encoder.cache.same_as(before):
             self._steady = latent
             self.steady_from = self._encoded
+            self._encoder.reset()  # its histories (full-resolution frames in the first layers) are not needed again
         return latent
