@@ -14,13 +14,12 @@ import torchaudio.functional as AF
 from .audio_decode import decode_audio_stream
 from .errors import AudioTooShortError, MediaError
 from .files import require_media_file
+from .loudness import integrated_loudness
 
 # Largest gain `normalize_loudness` applies: lifts speech at -53 LUFS to -23 LUFS without blowing up near-silence.
 MAX_LOUDNESS_GAIN_DB = 30.0
 LOUDNESS_GATE_SECONDS = 0.4  # BS.1770 gating block: shorter audio cannot be measured
 LOUDNESS_MAX_CHANNELS = 5  # channel weights defined by BS.1770 as implemented in torchaudio
-# torchaudio's K-weighting filters clamp to [-1, 1]; louder audio is measured scaled down to this peak.
-LOUDNESS_MEASURE_PEAK = 0.25
 
 
 def load_audio(path: str | os.PathLike[str], target_rate: int, min_seconds: float | None = None) -> torch.Tensor:
@@ -78,8 +77,8 @@ def to_mono_resampled(
 def normalize_loudness(
     waveform: torch.Tensor, rate: int, target_lufs: float = -23.0, max_gain_db: float = MAX_LOUDNESS_GAIN_DB
 ) -> torch.Tensor:
-    """Scale `[S]` or `[C, S]` audio so its integrated loudness (ITU-R BS.1770, `torchaudio.functional.loudness`)
-    becomes `target_lufs`; returns the same shape and dtype.
+    """Scale `[S]` or `[C, S]` audio so its integrated loudness (ITU-R BS.1770, as `torchaudio.functional.loudness`,
+    measured in constant memory by `loudness.integrated_loudness`) becomes `target_lufs`; same shape and dtype.
 
     The gain is clipped to at most `max_gain_db` (attenuation is not limited). Audio that cannot be measured is
     returned unchanged: silence, audio quieter than the -70 LUFS absolute gate, or audio shorter than one 0.4 s
@@ -98,21 +97,11 @@ def normalize_loudness(
     peak = channels.abs().amax().item()
     if channels.shape[-1] < round(LOUDNESS_GATE_SECONDS * rate) or not peak > 0:
         return waveform
-    lufs = measure_loudness(channels, rate, peak)
+    lufs = integrated_loudness(channels, rate)
     if not math.isfinite(lufs):
         return waveform
     gain_db = min(target_lufs - lufs, max_gain_db)
     return waveform * (10.0 ** (gain_db / 20.0))
-
-
-def measure_loudness(channels: torch.Tensor, rate: int, peak: float) -> float:
-    """Integrated loudness (LUFS) of `[C, S]` audio whose largest absolute sample is `peak`.
-
-    Audio peaking above `LOUDNESS_MEASURE_PEAK` is measured after scaling it down to that peak (loudness shifts by
-    exactly the gain in dB), so the clamping inside torchaudio's filters never distorts the measurement.
-    """
-    scale = min(1.0, LOUDNESS_MEASURE_PEAK / peak)
-    return AF.loudness(channels.float() * scale, rate).item() - 20.0 * math.log10(scale)
 
 
 def audio_duration_frames(num_samples: int, rate: int, fps: float | Fraction) -> int:
