@@ -118,8 +118,10 @@ def build_cache(clips_dir: str | Path, cache_dir: str | Path, vae: torch.nn.Modu
     remove_unlisted_files(cache_dir, index)
     builder = _ClipEncoder(cache_dir, index, vae, audio_encoder, settings, report, check_interrupt)
     detector = detector or make_face_detector(settings.clips.detector)
-    for entry in tqdm(entries, desc="caching clips", unit="clip", disable=not progress):
+    bar = tqdm(entries, desc="caching clips", unit="clip", disable=not progress)
+    for entry in bar:
         builder.add_clip(entry, detector)
+        bar.set_postfix(encoded=report.encoded, reused=report.reused, skipped=len(report.clips.skipped))
     index["complete"] = True
     write_index(cache_dir, index)
     LOG.info("cache %s: %s", cache_dir, report.summary())
