@@ -14,7 +14,7 @@ CONFIGS = sorted((Path(training.__file__).parent / "configs").glob("*.toml"))
 
 
 def _stage_name(path: Path) -> str:
-    return path.stem.split("_")[0]
+    return path.stem.removesuffix("_quick")
 
 
 def test_every_stage_has_a_recipe_and_a_quick_variant() -> None:

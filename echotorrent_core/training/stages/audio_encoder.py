@@ -58,9 +58,12 @@ class AudioEncoderStageConfig:
 def video_rate_layers(encoder: AudioEncoder, waveform: torch.Tensor, num_frames: int) -> torch.Tensor:
     """Differentiable `AudioEncoder.encode` of a batch: normalised waveforms `[B, samples]` -> every transformer
     layer at the video rate `[B, layers, num_frames, dim]` (CNN features interpolated with align_corners=True)."""
-    features, _ = encoder.model.feature_extractor(waveform, None)
-    if features.shape[1] < 1:
+    frames = encoder.num_cnn_frames(waveform.shape[1])
+    if frames < 1:
         raise ValueError(f"window of {waveform.shape[1]} samples is shorter than the CNN's receptive field")
+    # Only the samples the CNN frames cover, as `encode` feeds them (group-norm extractors normalise over them).
+    covered = (frames - 1) * encoder.cnn_hop_samples + encoder.cnn_receptive_field
+    features, _ = encoder.model.feature_extractor(waveform[:, :covered], None)
     interpolated = F.interpolate(features.transpose(1, 2), size=num_frames, mode="linear", align_corners=True)
     return encoder._transformer_layers(interpolated.transpose(1, 2))
 
