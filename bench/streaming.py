@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'})"
           f"  preset {args.preset}  {args.height}x{args.width}  {args.dtype}  random weights")
     print(f"streaming: chunk {settings.chunk_frames} latent frames, window {settings.window_frames}, sink "
-          f"{settings.sink_frames}, {settings.steps} few-step steps, single pass; video {frames} frames\n")
+          f"{settings.sink_frames}, {settings.steps} few-step steps, single pass per step + 1 cache-writing pass per "
+          f"chunk ({settings.steps + 1} DiT passes per chunk), RoPE {settings.rope_layout}; video {frames} frames\n")
 
     streaming = run_stream("streaming (KV cache)", StreamingSampler(dit, vae, settings), reference, features,
                            args.chunks, memory, memory_at=(min(MEMORY_CHUNK, args.chunks), args.chunks),

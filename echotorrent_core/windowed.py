@@ -43,12 +43,14 @@ class WindowSettings:
 
 @dataclass(frozen=True)
 class WindowOutput:
-    """New frames `[T, H, W, 3]` in [0, 1] of one window, with the passes and seconds it took."""
+    """New frames `[T, H, W, 3]` in [0, 1] of one window, with the passes (steps x guidance passes over the whole
+    window; no cache, so no cache-writing pass: `commit_passes` 0) and seconds it took."""
 
     index: int
     frames: torch.Tensor
     passes: int
     seconds: float
+    commit_passes: int = 0
 
 
 class WindowedBidirectionalSampler:

@@ -46,8 +46,9 @@ def test_every_chunk_is_recorded_with_positive_times(streamed) -> None:
     assert [unit.number for unit in streamed.units] == list(range(1, CHUNKS + 1))
     for unit in streamed.units:
         assert unit.seconds > 0 and 0 < unit.decode_seconds < unit.seconds
-        assert unit.frames == 12 and unit.passes == 2
-    assert streamed.passes_per_step == 1
+        assert unit.frames == 12 and unit.passes == 2 + 1 and unit.commit_passes == 1  # 2 steps + the cache write
+    assert streamed.denoise_passes_per_step == 1 and streamed.passes_per_unit == 3
+    assert streamed.passes_per_frame == 3 / 12
     assert streamed.fps > 0 and 0 < streamed.first_output_seconds <= streamed.total_seconds
 
 
@@ -75,9 +76,11 @@ def test_tables_have_the_expected_rows_and_positive_numbers(streamed) -> None:
     assert [row[0] for row in _rows(decade_table(streamed))] == [f"1-{CHUNKS}"]
     memory = memory_table(streamed, "test")
     assert [row[0] for row in _rows(memory)[:2]] == ["2", str(CHUNKS)] and "peak at chunk" in memory
-    assert "passes per step 1" in stream_figures(streamed)
+    assert "3 per chunk (1 per step x 2 steps + 1 cache write), 0.25 per output frame" in stream_figures(streamed)
+    assert [row[-2:] for row in _rows(chunk_latency_table(streamed))] == [["3", "1"]] * 3
     summary = _rows(summary_table(streamed, [streamed]))
     assert [row[0] for row in summary] == ["streaming", "streaming"] and summary[0][-1] == "1.00x"
+    assert summary[0][1:4] == ["3", "0.25", "1.00x"]
 
 
 def test_windowed_baseline_is_recorded_per_window(models, inputs) -> None:
@@ -85,8 +88,21 @@ def test_windowed_baseline_is_recorded_per_window(models, inputs) -> None:
     sampler = WindowedBidirectionalSampler(dit, vae, WindowSettings(window_frames=17, motion_frames=9, steps=2))
     run = run_windows("windowed", sampler, *inputs, windows=2, memory=MemoryProbe(torch.device("cpu")))
     assert [unit.frames for unit in run.units] == [16, 8]
-    assert run.passes_per_step == 3 and all(unit.seconds > unit.decode_seconds > 0 for unit in run.units)
+    assert run.denoise_passes_per_step == 3 and all(unit.seconds > unit.decode_seconds > 0 for unit in run.units)
+    assert [unit.passes for unit in run.units] == [6, 6] and run.passes_per_frame == 12 / 24
     assert [row[0] for row in _rows(window_table(run))] == ["1", "2"]
+
+
+def test_baselines_are_compared_on_passes_with_the_cache_write(streamed) -> None:
+    from echotorrent_core.benchmark.records import RunRecord
+    from echotorrent_core.benchmark.report import speed_up_verdict
+
+    # 40 steps x 3 passes over an 81-frame window with 9 motion frames: 120 passes for 72 new frames
+    window = RunRecord("windowed", 40, (StepRecord(1, 60.0, 6.0, 72, 120, 0),), (), 60.0, 60.0)
+    summary = _rows(summary_table(streamed, [window]))
+    assert summary[1][1:4] == ["120", "1.67", "6.67x"]  # (120 / 72) / (3 / 12)
+    assert "6.67x fewer DiT passes per output frame (0.25 with the cache-writing pass against 1.67)" in (
+        speed_up_verdict(streamed, window))
 
 
 def test_probe_removes_its_instrumentation(models) -> None:
@@ -100,7 +116,7 @@ def test_probe_removes_its_instrumentation(models) -> None:
 def test_stats_ranges_and_growth() -> None:
     assert decades(25) == [(1, 10), (11, 20), (21, 25)]
     assert selected(7) == [1, 2, 5, 7] and selected(200)[-1] == 200
-    units = [StepRecord(n, 1.0 if n < 10 else 2.0, 0.5, 12, 4) for n in range(1, 21)]
+    units = [StepRecord(n, 1.0 if n < 10 else 2.0, 0.5, 12, 5, 1) for n in range(1, 21)]
     growth = latency_growth(units)
     assert growth.early == (3, 7) and growth.late == (15, 20) and growth.ratio == 2.0
 
@@ -123,7 +139,9 @@ def test_scaled_steps_keep_decode_time_and_scale_the_rest() -> None:
     from echotorrent_core.benchmark.extrapolate import scale_steps
     from echotorrent_core.benchmark.records import RunRecord, StepRecord
 
-    run = RunRecord("w", 4, (StepRecord(1, 3.0, 1.0, 80, 12),), (), 3.5, 3.5)
+    run = RunRecord("w", 4, (StepRecord(1, 3.0, 1.0, 80, 12, 0),), (), 3.5, 3.5)
     scaled = scale_steps(run, 40)
     assert scaled.units[0].seconds == 1.0 + 2.0 * 10 and scaled.units[0].passes == 120
     assert scaled.total_seconds == 3.5 + 18.0 and scaled.steps == 40
+    with pytest.raises(ValueError, match="cache-writing passes"):
+        scale_steps(RunRecord("s", 4, (StepRecord(1, 3.0, 1.0, 12, 5, 1),), (), 3.5, 3.5), 40)

@@ -2,8 +2,8 @@
 
 Nothing is allocated or run, so the real presets at full resolution can be counted on any machine. Counts are
 matrix-multiply, convolution and attention FLOPs (what FlopCounterMode registers); elementwise work is left out.
-Per chunk the streaming sampler makes `steps` passes x guidance passes plus one cache-writing pass over
-`chunk_frames` latent frames against a full cache (sink + window); per window the bidirectional baseline makes
+Per chunk the streaming sampler makes `steps` passes x guidance passes (single pass here) plus one cache-writing
+pass over `chunk_frames` latent frames against a full cache (sink + window); per window the bidirectional baseline makes
 `steps` x 3 passes over the whole window. Both decode every latent once (the baseline also re-decodes its motion
 latents).
 """
@@ -71,10 +71,16 @@ def count_flops(preset: ModelPreset, height: int, width: int, stream: StreamSett
             return replace(cond, audio=torch.zeros(1, frames, audio.context_tokens, audio.token_dim))
 
         patch = cfg.patch_size
-        cache = dit.create_kv_cache(1, (h // patch[1]) * (w // patch[2]), stream.sink_frames,
-                                    stream.window_frames or n, torch.float32, meta)
-        cache.slot_frames = list(range(cache.num_slots))
-        start = cache.num_slots
+        cache_window = stream.window_frames or n
+        cache = dit.create_kv_cache(1, (h // patch[1]) * (w // patch[2]), stream.sink_frames, cache_window,
+                                    torch.float32, meta, chunk_frames=n, rope_layout=stream.rope_layout)
+        dit.forward_chunk(torch.zeros(1, cfg.out_dim, stream.sink_frames, h, w), torch.zeros(1, stream.sink_frames),
+                          with_audio(stream.sink_frames), cache, 0, write_cache=True)
+        start = stream.sink_frames
+        while start < stream.sink_frames + cache_window:  # fill the window: the counted pass reads a full cache
+            dit.forward_chunk(torch.zeros(1, cfg.out_dim, n, h, w), torch.zeros(1, n), with_audio(n), cache, start,
+                              write_cache=True)
+            start += n
         stream_pass = _count(lambda: dit.forward_chunk(torch.zeros(1, cfg.out_dim, n, h, w), torch.zeros(1, n),
                                                        with_audio(n), cache, start))
         window_pass = _count(lambda: dit(torch.zeros(1, cfg.out_dim, window_latents, h, w),

@@ -13,7 +13,8 @@ class StepRecord:
     seconds: float  # the sampler's own wall time for this unit
     decode_seconds: float  # part of it spent in the VAE decoder
     frames: int
-    passes: int
+    passes: int  # every DiT pass of the unit, the cache-writing pass included
+    commit_passes: int  # of which cache-writing passes (1 per streamed chunk with a cache, else 0)
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,24 @@ class RunRecord:
         return sum(unit.frames for unit in self.units)
 
     @property
-    def passes_per_step(self) -> float:
-        return sum(unit.passes for unit in self.units) / (self.steps * len(self.units))
+    def passes(self) -> int:
+        """Every DiT pass of the run's units, cache-writing passes included."""
+        return sum(unit.passes for unit in self.units)
+
+    @property
+    def passes_per_unit(self) -> float:
+        return self.passes / len(self.units)
+
+    @property
+    def passes_per_frame(self) -> float:
+        """DiT passes per output frame, cache-writing passes included (the count methods are compared on)."""
+        return self.passes / self.frames
+
+    @property
+    def denoise_passes_per_step(self) -> float:
+        """Denoising passes per denoising step (the guidance passes), without the cache-writing passes."""
+        commits = sum(unit.commit_passes for unit in self.units)
+        return (self.passes - commits) / (self.steps * len(self.units))
 
     @property
     def seconds_per_frame(self) -> float:

@@ -24,9 +24,10 @@ CONTROL_CHUNKS = 7  # enough for the early-chunk median over chunks 3-7
 
 
 def _unit(number: int, output, probe: ModelProbe) -> StepRecord:
-    """Record of an output (chunk or window with `.frames`, `.passes`, `.seconds`) yielded just now."""
+    """Record of an output (chunk or window with `.frames`, `.passes`, `.commit_passes`, `.seconds`) yielded
+    just now."""
     decoded = probe.take_decode_seconds(since=time.perf_counter() - output.seconds)
-    return StepRecord(number, output.seconds, decoded, output.frames.shape[0], output.passes)
+    return StepRecord(number, output.seconds, decoded, output.frames.shape[0], output.passes, output.commit_passes)
 
 
 def _alternate(late: Iterator, early: Iterator, first_late: int,
