@@ -43,11 +43,12 @@ export class StreamPlayer {
                                       background: "#000" });
     this.screen.width = 320;
     this.screen.height = 180;
-    this.timeline = element("canvas", { width: "100%", height: "10px", cursor: "pointer" });
+    this.timeline = element("canvas", { width: "100%", height: "10px", flex: "0 0 auto", cursor: "pointer" });
     this.timeline.height = 10;
     this.timeline.addEventListener("click", (event) => this.seek(event));
-    this.status = element("div", { whiteSpace: "nowrap", overflow: "hidden", textOverflow: "ellipsis" }, "no stream yet");
-    const controls = element("div", { display: "flex", gap: "6px", alignItems: "center" });
+    this.status = element("div", { flex: "0 0 auto", lineHeight: "16px", whiteSpace: "nowrap", overflow: "hidden",
+                                   textOverflow: "ellipsis" }, "no stream yet");
+    const controls = element("div", { display: "flex", flex: "0 0 auto", gap: "6px", alignItems: "center" });
     this.replayButton = element("button", {}, "Replay");
     this.replayButton.disabled = true;
     this.replayButton.addEventListener("click", () => this.replay());
@@ -226,6 +227,7 @@ export class StreamPlayer {
       node: this.nodeId, current: this.run?.promptId ?? null, state: this.playback?.state ?? null,
       mediaTime: this.playback?.mediaTime() ?? null, audioTime: this.sound.context.currentTime,
       soundRunning: this.sound.running, level: this.sound.level(), status: this.status.textContent,
+      savedLink: this.savedLink.style.display === "none" ? null : this.savedLink.href,
       runs: this.store.runsOf(this.nodeId).map(summary),
       playbacks: this.history.map(({ promptId, mode, playback }) => ({
         promptId, mode, state: playback.state, buffering: playback.log.buffering, starts: playback.log.starts,

@@ -15,20 +15,22 @@ from playwright.sync_api import Page
 
 ARTIFACTS = REPO_ROOT / ".cache" / "test-artifacts" / "stream_player"
 SAMPLER = "EchoTorrentStreamingSampler"
+SAVE_STREAM = "EchoTorrentSaveStream"
 
-LOAD_WORKFLOW = """async ([workflow, audio, width, height, seed]) => {
+LOAD_WORKFLOW = """async ([workflow, audio, width, height, seed, settingsType, playerType]) => {
     await app.loadGraphData(workflow);
     const byType = type => app.graph.nodes.find(node => node.type === type);
     const set = (node, name, value) => { node.widgets.find(w => w.name === name).value = value; };
     set(byType('LoadAudio'), 'audio', audio);
-    const sampler = byType('EchoTorrentStreamingSampler');
-    set(sampler, 'width', width);
-    set(sampler, 'height', height);
-    set(sampler, 'seed', seed);
+    const settings = byType(settingsType);
+    set(settings, 'width', width);
+    set(settings, 'height', height);
+    set(settings, 'seed', seed);
+    const player = byType(playerType);
     app.canvas.ds.scale = 1;
-    app.canvas.centerOnNode(sampler);
+    app.canvas.centerOnNode(player);
     app.canvas.setDirty(true, true);
-    return String(sampler.id);
+    return String(player.id);
 }"""
 SET_SEED = """([id, seed]) => { app.graph.getNodeById(id).widgets.find(w => w.name === 'seed').value = seed; }"""
 QUEUE = """async () => {
@@ -43,7 +45,14 @@ CLIENT_ID = """async () => (await import('/scripts/api.js')).api.clientId"""
 def load_generate_workflow(page: Page, audio: str, size: tuple[int, int], seed: int) -> str:
     """Open workflows/echotorrent_generate.json with `audio` in Load Audio and the sampler at `size` (width,
     height); return the sampler's node id."""
-    return page.evaluate(LOAD_WORKFLOW, [load_workflow("echotorrent_generate"), audio, *size, seed])
+    return page.evaluate(LOAD_WORKFLOW, [load_workflow("echotorrent_generate"), audio, *size, seed, SAMPLER, SAMPLER])
+
+
+def load_long_stream_workflow(page: Page, audio: str, size: tuple[int, int], seed: int) -> str:
+    """Open workflows/echotorrent_long_stream.json (Stream -> Save Stream) with `audio` and the stream at `size`;
+    return the Save Stream node's id."""
+    return page.evaluate(LOAD_WORKFLOW, [load_workflow("echotorrent_long_stream"), audio, *size, seed,
+                                         "EchoTorrentStream", SAVE_STREAM])
 
 
 def set_seed(page: Page, node: str, seed: int) -> None:

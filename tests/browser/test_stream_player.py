@@ -13,12 +13,14 @@ import math
 from collections.abc import Iterator
 
 import pytest
+import requests
 from comfy_server import ComfyServer
 from front_end import APP_READY, APP_TIMEOUT_MS, ConsoleLog
 from pack_files import write_speech
 from playwright.sync_api import Browser, Page
 from stream_player_page import (
-    client_id, load_generate_workflow, playbacks_of, queue, run_of, screenshot, set_seed, snapshot, wait_for_player,
+    client_id, load_generate_workflow, load_long_stream_workflow, playbacks_of, queue, run_of, screenshot, set_seed,
+    snapshot, wait_for_player,
 )
 
 pytestmark = pytest.mark.browser
@@ -231,4 +233,26 @@ def test_removing_the_node_mid_run_raises_nothing(app_page: tuple[Page, ConsoleL
     page.wait_for_timeout(500)  # chunks and the end event keep arriving for the removed node
     screenshot(page, "node_removed")
     assert snapshot(page, node) is None
+    assert console.pack_errors(since=mark) == []
+
+
+def test_save_stream_node_plays_live_and_links_the_written_file(
+    app_page: tuple[Page, ConsoleLog], player_server: ComfyServer
+):
+    page, console = app_page
+    node = load_long_stream_workflow(page, "echotorrent_player_2s.wav", SIZE, seed=5)
+    mark = console.mark()
+    prompt = queue(page)
+    state = wait_for_player(page, node, lambda s: any(p["state"] == "ended" for p in playbacks_of(s, prompt, "live")),
+                            RUN_TIMEOUT, "the Save Stream node's live playback to end")
+    screenshot(page, "save_stream_ended")
+    run = run_of(state, prompt)
+    assert_complete(run, 2.0)
+    [live] = playbacks_of(state, prompt, "live")
+    assert live["drawn"][0]["at"] < run["chunks"][-1]["receivedAt"]
+    assert_played_in_order(live, 0, frames_of(2.0))
+    assert player_server.wait_for(prompt, RUN_TIMEOUT)["status"]["status_str"] == "success"
+    assert state["savedLink"] and "/view?" in state["savedLink"]
+    response = requests.get(state["savedLink"], timeout=30)
+    assert response.status_code == 200 and response.content[4:8] == b"ftyp"  # the mp4 the node wrote
     assert console.pack_errors(since=mark) == []
