@@ -20,8 +20,24 @@ def _decoder():
             from pocketsphinx import Decoder
         except ImportError as error:
             raise RuntimeError("pocketsphinx is missing: pip install pocketsphinx==5.1.1 (the [data] extra)") from error
-        _DECODER["decoder"] = Decoder(samprate=SAMPLE_RATE, bestpath=False, loglevel="FATAL")
+        decoder = Decoder(samprate=SAMPLE_RATE, bestpath=False, cmn="batch", loglevel="FATAL")
+        _DECODER["decoder"], _DECODER["cmn"], _DECODER["warm"] = decoder, decoder.get_cmn(), False
     return _DECODER["decoder"]
+
+
+def _align(decoder, audio: np.ndarray, text: str):
+    """Two passes (words, then phones inside them); returns the alignment. The cepstral mean is reset first."""
+    decoder.set_cmn(_DECODER["cmn"])
+    raw = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
+    decoder.set_align_text(text)
+    decoder.start_utt()
+    decoder.process_raw(raw, full_utt=True)
+    decoder.end_utt()
+    decoder.set_alignment()
+    decoder.start_utt()
+    decoder.process_raw(raw, full_utt=True)
+    decoder.end_utt()
+    return decoder.get_alignment()
 
 
 def alignment_words(text: str) -> list[str]:
@@ -43,19 +59,17 @@ def force_align(audio: np.ndarray, text: str) -> list[PhoneSegment]:
     missing = unknown_words(text)
     if missing:
         raise ValueError(f"words not in pocketsphinx's dictionary: {missing}")
-    decoder = _decoder()
-    raw = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
-    decoder.set_align_text(" ".join(alignment_words(text)))
-    for _ in range(2):  # first pass: word alignment; second: phone (and state) alignment inside it
-        decoder.start_utt()
-        decoder.process_raw(raw, full_utt=True)
-        decoder.end_utt()
-        if _ == 0:
-            decoder.set_alignment()
+    decoder, words = _decoder(), " ".join(alignment_words(text))
+    if not _DECODER["warm"]:
+        # A new decoder aligns its first utterance slightly differently from every later one (whatever came
+        # before); aligning the first request twice keeps every result reproducible.
+        _align(decoder, audio, words)
+        _DECODER["warm"] = True
+    alignment = _align(decoder, audio, words)
     segments = [
         PhoneSegment(normalize_arpabet(phone.name), phone.start * FRAME_SECONDS,
                      (phone.start + phone.duration) * FRAME_SECONDS)
-        for word in decoder.get_alignment() for phone in word
+        for word in alignment for phone in word
     ]
     if not segments:
         raise RuntimeError(f"pocketsphinx could not align {text!r}")

@@ -17,6 +17,7 @@ from .identity import Identity
 from .layers import HEAD_CENTRE, background_layer, body_layer, head_layer
 
 ARC_POINTS = 24
+CAVITY_COLOUR, TONGUE_COLOUR, TEETH_COLOUR = (52, 16, 20), (150, 60, 65), (232, 226, 205)  # inner mouth
 MAX_OPEN = 0.30  # inner-mouth height at mouth_open = 1, as a fraction of the face half-height b
 
 
@@ -205,13 +206,13 @@ class FaceRenderer:
             b = ident.face_height / 2
 
             def paint(pdraw: ImageDraw.ImageDraw, local) -> None:
-                pdraw.polygon(local(inner_px), fill=(52, 16, 20))
+                pdraw.polygon(local(inner_px), fill=CAVITY_COLOUR)
                 tongue_top = low[:, 1] - 0.35 * (low[:, 1] - up[:, 1])
                 tongue = np.r_[np.stack([HEAD_CENTRE[0] + (low[:, 0] - HEAD_CENTRE[0]) * 0.9, tongue_top], 1), low[::-1]]
-                pdraw.polygon(local(project(tongue, 0.6)), fill=(150, 60, 65))
+                pdraw.polygon(local(project(tongue, 0.6)), fill=TONGUE_COLOUR)
                 teeth_bottom = np.minimum(up[:, 1] + s.teeth * 0.07 * b, low[:, 1])
                 teeth = np.r_[up, np.stack([up[:, 0], teeth_bottom], 1)[::-1]]
-                pdraw.polygon(local(project(teeth, 0.6)), fill=(238, 234, 222))
+                pdraw.polygon(local(project(teeth, 0.6)), fill=TEETH_COLOUR)
 
             _paint_clipped(canvas, inner_px, paint)
         draw.line(project(g["inner_up"], 0.6), fill=_rgb(ident.lip_colour, 0.5), width=max(1, int(0.006 * self.res)))

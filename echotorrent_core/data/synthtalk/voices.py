@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .align import force_align
-from .espeak import espeak_sample_rate, espeak_synthesize
+from .espeak import espeak_synthesize
 from .phones import espeak_to_arpabet
 from .speech import SAMPLE_RATE, Speech, segments_from_starts, to_16k
 
@@ -54,8 +54,9 @@ def synthesize(voice: Voice, text: str, rate: float = 1.0, pitch: float = 0.0) -
     """Speak `text` with `voice`; `rate` > 1 speaks faster, `pitch` in [-1, 1] shifts the voice where the engine
     allows it. Deterministic for the same arguments. Raises `RuntimeError` naming a missing tool."""
     if voice.engine == "espeak":
-        samples, starts = espeak_synthesize(text, voice.setting, rate=int(165 * rate), pitch=int(50 + 30 * pitch))
-        audio = to_16k(samples, espeak_sample_rate())
+        samples, sample_rate, starts = espeak_synthesize(text, voice.setting, rate=int(165 * rate),
+                                                         pitch=int(50 + 30 * pitch))
+        audio = to_16k(samples, sample_rate)
         mapped = [(phone, start) for name, start in starts if (phone := espeak_to_arpabet(name)) is not None]
         phones = segments_from_starts(mapped, audio.shape[0] / SAMPLE_RATE)
         return Speech(audio, phones, text, voice.name, {"timing": "espeak-ng phoneme events"})
