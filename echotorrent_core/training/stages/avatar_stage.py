@@ -1,4 +1,9 @@
-"""What the DiT stages share: the data settings and the prepared, cached streaming-layout samples."""
+"""What the DiT stages share: the data settings and the streaming-layout samples of each split.
+
+`data` is a clip folder (its preprocessing cache is built, or completed, or reused under `cache_dir` with the
+frozen VAE and audio encoder: data/cache.py), a cache folder built before (`echotorrent cache build`), or a
+`.safetensors` samples file with `latents` [N, z, 1 + F, h, w] and `audio` [N, 4F, layers, dim] (train split only).
+"""
 
 from __future__ import annotations
 
@@ -6,75 +11,87 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
 from ...checkpoints.loaders import load_audio_encoder, load_vae
-from .prepared_data import prepare_avatar_samples
-from .sample_files import TensorSamples, file_fingerprint, split_samples
+from ...data.cache_dataset import CachedWindows
+from .sample_files import TensorSamples, file_fingerprint
+from .streaming_windows import StreamingWindows, ensure_cache, is_cache
 
 
 @dataclass
 class AvatarDataConfig:
-    """data: a clip folder (index.json) or a prepared samples file (.safetensors with `latents` [+ `audio`]);
-    vae / audio_encoder: the frozen encoders that prepare a clip folder (audio_encoder None = no audio layers);
-    size: frame side in pixels; latent_frames: generated latent frames per sample (4 video frames each);
-    windows_per_clip: samples cut from each clip; limit_clips: use at most this many clips per split;
-    cache_dir: where prepared samples go (default: <out_dir>/data)."""
+    """data: a clip folder, a cache folder or a samples file (module docstring); vae / audio_encoder: the frozen
+    encoders that build a clip folder's cache; size: crop side in pixels; latent_frames: generated latent frames
+    per sample (4 video frames each); window_stride: frames between window starts (default: non-overlapping);
+    heldout_split: the clips' split used for held-out evaluation; detector: face detector of the crops;
+    cache_dir: where the cache goes (default: <out_dir>/data)."""
 
     data: str
     vae: str | None = None
     audio_encoder: str | None = None
     size: int = 64
     latent_frames: int = 3
-    windows_per_clip: int = 4
-    limit_clips: int | None = None
+    window_stride: int | None = None
     heldout_split: str = "heldout"
     fps: float = 25.0
+    detector: str = "auto"
     cache_dir: str | None = None
 
 
+def split_name(split: str, heldout_split: str) -> str:
+    """The clips' split behind the trainer's "train" / "heldout"."""
+    return "train" if split == "train" else heldout_split
+
+
 class AvatarSamples:
-    """Prepares (once) and serves the samples of each split; the encoders are loaded only when preparing."""
+    """Serves the samples of each split; a clip folder's cache is built once, on first use."""
 
     def __init__(self, config: AvatarDataConfig, out_dir: str | Path, device: torch.device) -> None:
         self.config = config
         self.device = device
         self.cache_dir = Path(config.cache_dir or Path(out_dir) / "data")
-        self._datasets: dict[str, TensorSamples | None] = {}
+        self._cache: Path | None = None
+        self._datasets: dict[str, Dataset | None] = {}
 
-    def dataset(self, split: str) -> TensorSamples | None:
-        """Samples of "train" or "heldout" (None when the folder has no clip of that split)."""
+    def dataset(self, split: str) -> Dataset | None:
+        """Samples of "train" or "heldout" (None when there is none of that split; an error for train)."""
         if split not in self._datasets:
             self._datasets[split] = self._load(split)
         return self._datasets[split]
 
-    def _load(self, split: str) -> TensorSamples | None:
-        config = self.config
-        path = lambda name: self.cache_dir / f"avatar_{name}_{config.size}px_{config.latent_frames}f.safetensors"
-        return split_samples(config.data, split, config.heldout_split, path, self._fingerprint, self._prepare)
-
     def fingerprint(self, split: str) -> dict:
-        """What the samples of `split` are made from (source files, encoders, sizes)."""
-        if self.config.data.endswith(".safetensors"):
-            return {"kind": "samples_file", "file": file_fingerprint(self.config.data)}
-        return self._fingerprint("train" if split == "train" else self.config.heldout_split)
-
-    def _fingerprint(self, name: str) -> dict:
+        """What the samples of `split` are made from (for caches derived from them, e.g. ODE pairs)."""
         config = self.config
-        return {
-            "kind": "avatar", "index": file_fingerprint(Path(config.data) / "index.json"), "split": name,
-            "vae": file_fingerprint(config.vae), "audio_encoder": file_fingerprint(config.audio_encoder),
-            "size": config.size, "latent_frames": config.latent_frames, "windows": config.windows_per_clip,
-            "limit": config.limit_clips, "fps": config.fps,
-        }
+        if config.data.endswith(".safetensors"):
+            return {"kind": "samples_file", "file": file_fingerprint(config.data)}
+        cache = self._cache_folder()
+        return {"kind": "cache", "index": file_fingerprint(cache / "index.json"), "latent_frames": config.latent_frames,
+                "split": split_name(split, config.heldout_split)}
 
-    def _prepare(self, split: str) -> dict[str, torch.Tensor]:
+    def _load(self, split: str) -> Dataset | None:
         config = self.config
-        if config.vae is None:
-            raise ValueError(f"preparing samples from the clip folder {config.data} needs [stage] vae = a VAE file")
-        vae, _ = load_vae(config.vae, dtype=torch.float32, device=self.device)
-        encoder = None
-        if config.audio_encoder is not None:
+        if config.data.endswith(".safetensors"):
+            return TensorSamples(config.data) if split == "train" else None
+        windows = CachedWindows(self._cache_folder(), split=split_name(split, config.heldout_split))
+        if len(windows) == 0:
+            if split == "train":
+                raise ValueError(f"{config.data} gives no training window (no usable clip of split 'train')")
+            return None
+        return StreamingWindows(windows, config.latent_frames)
+
+    def _cache_folder(self) -> Path:
+        config = self.config
+        if is_cache(config.data):
+            return Path(config.data)
+        if self._cache is None:
+            if config.vae is None or config.audio_encoder is None:
+                raise ValueError(f"building the cache of the clip folder {config.data} needs [stage] vae and "
+                                 "audio_encoder files")
+            vae, _ = load_vae(config.vae, dtype=torch.float32, device=self.device)
             encoder, _ = load_audio_encoder(config.audio_encoder, device=self.device)
-        return prepare_avatar_samples(config.data, split, vae.eval(), None if encoder is None else encoder.eval(),
-                                      config.size, config.latent_frames, config.windows_per_clip, config.fps,
-                                      config.limit_clips)
+            frames = 1 + 4 * config.latent_frames
+            self._cache = ensure_cache(config.data, self.cache_dir / "avatar_cache", vae.eval(), encoder.eval(),
+                                       config.size, frames, config.window_stride or frames, config.fps,
+                                       config.detector)
+        return self._cache

@@ -1,7 +1,9 @@
-"""Prepared training samples in one safetensors file (no pickle), reused while their fingerprint matches.
+"""Prepared training samples in safetensors (no pickle): in-memory / file-backed tensors, cached builds.
 
-A file holds same-shaped tensors `name -> [N, ...]` plus a JSON `fingerprint` in the metadata (what made them:
-source files, encoders, sizes). `TensorSamples` serves sample i as `{name: tensor[i]}`.
+A samples file holds same-shaped tensors `name -> [N, ...]` plus a JSON fingerprint in the metadata (what made
+them); `cached_samples` rebuilds it only when the fingerprint changes; `split_samples` does so per split of a clip
+folder. `TensorSamples` serves sample i as
+`{name: tensor[i]}`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ...checkpoints.safetensors_io import read_header, read_state_dict, write_state_dict
-from .clip_source import read_index
+from ...data.clip_folder import scan_clip_folder
 
 FINGERPRINT_KEY = "echotorrent_samples"
 
@@ -50,7 +52,7 @@ def split_samples(data: str, split: str, heldout_split: str, path: Callable[[str
     if data.endswith(".safetensors"):
         return TensorSamples(data) if split == "train" else None
     name = "train" if split == "train" else heldout_split
-    if not any(clip.get("split") == name for clip in read_index(data)["clips"]):
+    if not any(entry.split == name for entry in scan_clip_folder(data)):
         if split == "train":
             raise ValueError(f"{data} has no clip of split 'train'")
         return None

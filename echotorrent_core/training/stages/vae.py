@@ -24,7 +24,7 @@ from ...models.vae_cache import FeatureCache
 from ..losses.reconstruction import ReconstructionWeights, reconstruction_loss
 from ..registry import register_stage
 from ..stage import Stage
-from .prepared_data import prepare_frame_windows
+from .frame_windows import prepare_frame_windows
 from .sample_files import TensorSamples, file_fingerprint, split_samples
 
 
@@ -33,7 +33,8 @@ class VAEStageConfig:
     """data: a clip folder or a prepared `.safetensors` with `video` [N, T, 3, S, S] uint8; preset / vae: the
     VAEConfig (a preset's, with field overrides); init: continue from a VAE file; crop: train on random square
     crops of this side (a multiple of 8; the VAE is convolutional, so crops cut the cost by (size / crop)^2;
-    evaluation and statistics use whole frames); frames: 1 + 4k per window;
+    evaluation and statistics use whole frames); frames: 1 + 4k per window; window_stride: frames between window
+    starts (default: non-overlapping); detector: the face detector of the face-centred crops (data/clips.py);
     loss weights (l1, ssim, high_frequency, kl, ssim_window); stats_windows: windows measured for the latent
     statistics at export."""
 
@@ -44,10 +45,10 @@ class VAEStageConfig:
     size: int = 64
     crop: int | None = None
     frames: int = 9
-    windows_per_clip: int = 4
-    limit_clips: int | None = None
+    window_stride: int | None = None
     heldout_split: str = "heldout"
     fps: float = 25.0
+    detector: str = "auto"
     cache_dir: str | None = None
     l1: float = 1.0
     ssim: float = 0.2
@@ -127,14 +128,15 @@ class VAEStage(Stage):
 
     def _load(self, split: str) -> TensorSamples | None:
         config = self.config
+        stride = config.window_stride or config.frames
         path = lambda name: self.cache_dir / f"frames_{name}_{config.size}px_{config.frames}f.safetensors"
         fingerprint = lambda name: {
             "kind": "frames", "index": file_fingerprint(Path(config.data) / "index.json"), "split": name,
-            "size": config.size, "frames": config.frames, "windows": config.windows_per_clip,
-            "limit": config.limit_clips, "fps": config.fps,
+            "size": config.size, "frames": config.frames, "stride": stride, "fps": config.fps,
+            "detector": config.detector,
         }
-        build = lambda name: prepare_frame_windows(config.data, name, config.size, config.frames,
-                                                   config.windows_per_clip, config.fps, config.limit_clips)
+        build = lambda name: prepare_frame_windows(config.data, name, config.size, config.frames, stride, config.fps,
+                                                   config.detector)
         return split_samples(config.data, split, config.heldout_split, path, fingerprint, build)
 
     def _reconstruct(self, video: torch.Tensor, sample: bool) -> tuple[torch.Tensor, dict[str, float]]:
