@@ -59,3 +59,13 @@ def test_gradients_flow_and_forward_chunk_with_autograd_matches_the_forward() ->
         again = model.forward_chunk(x[:, :, start:stop], t[:, start:stop], cond.audio_frames(start, stop), cache,
                                     start)
     assert (again - streamed).abs().max() < 1e-5
+
+
+def test_meta_measurement_at_a_real_layout_finds_no_quadratic_tensor() -> None:
+    """The bench's meta-device measurement (bench/block_causal_memory.py runs it at 1.3B, 21 frames, 480x832)."""
+    from echotorrent_core.benchmark.allocations import forward_allocations
+    from echotorrent_core.config import get_preset
+
+    found = forward_allocations(get_preset("tiny"), 13, 128, 128, BlockCausal(CHUNK, SINK, None), torch.float32)
+    assert found.tokens == 13 * 8 * 8 and found.count > 100
+    assert found.quadratic == () and found.largest.numel < found.tokens**2
