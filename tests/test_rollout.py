@@ -33,6 +33,7 @@ def _inputs(frames: int, seed: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     "settings, guidance",
     [
         (StreamSettings(chunk_frames=3, window_frames=3, steps=3, seed=5), None),
+        (StreamSettings(chunk_frames=3, window_frames=3, steps=2, rope_layout="absolute"), None),
         (StreamSettings(chunk_frames=2, window_frames=None, steps=2, solver="euler"),
          GuidancePolicy(GuidanceMode.TEXT_AUDIO_CFG, text_scale=2.0, audio_scale=3.0)),
     ],

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 import torch
 
 from echotorrent_core.checkpoints.loaders import load_dit, save_dit
@@ -18,7 +21,8 @@ from echotorrent_core.training.stages.student_objective import causal_velocity, 
 from stage_fixtures import TINY, write_avatar_samples
 from test_stages import _batch, _changed, _one_step
 
-SETTINGS = StreamSettings(chunk_frames=2, window_frames=2, steps=3)  # 2 chunks of 2 + sink; the window rolls
+SETTINGS = StreamSettings(chunk_frames=2, window_frames=2, steps=3)  # 3 chunks of 2 + sink; the window rolls
+LAYOUTS = pytest.mark.parametrize("layout", ["relative", "absolute"])
 
 
 def _model(seed: int = 0) -> WanDiT:
@@ -33,13 +37,15 @@ def _inputs(tmp_path, count: int = 1):
     return batch, t, x_t
 
 
-def test_noisy_context_forward_equals_streaming_the_same_inputs_through_the_cache(tmp_path) -> None:
+@LAYOUTS
+def test_noisy_context_forward_equals_streaming_the_same_inputs_through_the_cache(tmp_path, layout: str) -> None:
+    settings = dataclasses.replace(SETTINGS, rope_layout=layout)
     model = _model()
     batch, t, x_t = _inputs(tmp_path)
     cond = conditioning(model, batch, range(7))
     with torch.no_grad():
-        trained = causal_velocity(model, x_t, t, cond, SETTINGS, "noisy")
-        context = CachedContext(model, SETTINGS, (4, 4), 6, torch.float32, torch.device("cpu"))
+        trained = causal_velocity(model, x_t, t, cond, settings, "noisy")
+        context = CachedContext(model, settings, (4, 4), 6, torch.float32, torch.device("cpu"))
         context.begin(x_t[:, :, :1], cond.audio_frames(0, 1))
         streamed = []
         for start in (1, 3, 5):
@@ -51,25 +57,27 @@ def test_noisy_context_forward_equals_streaming_the_same_inputs_through_the_cach
     assert (trained[:, :, 2:] - torch.cat(streamed[1:], dim=2)).abs().max() > 1e-3
 
 
-def test_noisy_forward_with_clean_context_chunks_equals_the_cached_stream(tmp_path) -> None:
+@LAYOUTS
+def test_noisy_forward_with_clean_context_chunks_equals_the_cached_stream(tmp_path, layout: str) -> None:
+    settings = dataclasses.replace(SETTINGS, rope_layout=layout)
     model = _model()
     batch, t, x_t = _inputs(tmp_path)
     cond = conditioning(model, batch, range(7))
     streamed = []
     with torch.no_grad():
-        context = CachedContext(model, SETTINGS, (4, 4), 6, torch.float32, torch.device("cpu"))
+        context = CachedContext(model, settings, (4, 4), 6, torch.float32, torch.device("cpu"))
         context.begin(batch["latents"][:, :, :1], cond.audio_frames(0, 1))
         for start in (1, 3, 5):
             chunk_cond = cond.audio_frames(start, start + 2)
             streamed.append(context.predict(x_t[:, :, start : start + 2], t[:, start : start + 2], chunk_cond, start))
             context.commit(batch["latents"][:, :, start : start + 2], chunk_cond, start)
-        trained_clean = causal_velocity(model, x_t, t, cond, SETTINGS, "clean", clean=batch["latents"])
+        trained_clean = causal_velocity(model, x_t, t, cond, settings, "clean", clean=batch["latents"])
         # "noisy" with every earlier chunk clean (t = 0) is the stream too, chunk by chunk.
         for index, start in enumerate((1, 3, 5)):
             x = torch.cat([batch["latents"][:, :, :start], x_t[:, :, start : start + 2]], dim=2)
             chunk_t = t[:, : start + 2].clone()
             chunk_t[:, :start] = 0
-            noisy = causal_velocity(model, x, chunk_t, cond.audio_frames(0, start + 2), SETTINGS, "noisy")
+            noisy = causal_velocity(model, x, chunk_t, cond.audio_frames(0, start + 2), settings, "noisy")
             assert (noisy[:, :, -2:] - streamed[index]).abs().max() < 1e-4
     assert (trained_clean - torch.cat(streamed, dim=2)).abs().max() < 1e-4
 

@@ -1,7 +1,7 @@
 """Self-rollout of the causal student on the streaming sampler's own chunk loop, with gradients where asked.
 
 `rollout` runs exactly what `streaming.StreamingSampler` runs for a stream (same KV cache with sink + rolling window,
-same absolute RoPE frame positions through `WanDiT.forward_chunk`, same timesteps, same noise drawn in the same order
+same RoPE frame positions (`settings.rope_layout`) through `WanDiT.forward_chunk`, same timesteps, same noise drawn in the same order
 from a CPU generator seeded with `settings.seed`, same guidance combination, the clean pass at t = 0 that writes each
 chunk into the cache), batched over B streams and stopping at the latents (no VAE decode). Without gradients its
 latents equal the sampler's (tests/test_rollout.py), so training and inference cannot drift apart.
@@ -114,7 +114,8 @@ def rollout(
         conditions = _variant_conditions(student, batch, negative_text, sink + stream_frames, wanted)
     patch = student.cfg.patch_size
     cache = student.create_kv_cache(size, (h // patch[1]) * (w // patch[2]), sink,
-                                    settings.window_frames or stream_frames, dtype, device)
+                                    settings.window_frames or stream_frames, dtype, device, chunk_frames=n,
+                                    rope_layout=settings.rope_layout)
     with torch.no_grad():
         clean = torch.zeros(size, sink, device=device)
         student.forward_chunk(reference_latent.to(dtype), clean, conditions[ConditionVariant.FULL].audio_frames(0, sink),

@@ -37,8 +37,8 @@ from .student_objective import causal_flow_loss, ode_regression_loss
 @dataclass
 class StudentConfig(AvatarDataConfig):
     """teacher: the teacher DiT file (ODE targets; also the initialisation unless `init` is given);
-    chunk_frames / window_frames / steps / shift: the StreamSettings the student will stream with (latent_frames
-    must be whole chunks); objective "ode" | "flow"; context "noisy" | "clean"; clean_chunk_probability: chance a
+    chunk_frames / window_frames / steps / shift / rope_layout: the StreamSettings the student will stream with
+    (latent_frames must be whole chunks); objective "ode" | "flow"; context "noisy" | "clean"; clean_chunk_probability: chance a
     chunk is clean context (noisy context only); ode_pairs / heldout_pairs: teacher trajectories generated;
     teacher_steps / teacher_shift / guidance_*: the teacher's sampler for them; pair_seed: their noise;
     pair_batch: trajectories integrated at once."""
@@ -49,6 +49,7 @@ class StudentConfig(AvatarDataConfig):
     window_frames: int | None = 6
     steps: int = 4
     shift: float = 5.0
+    rope_layout: str = "relative"
     objective: str = "ode"
     context: str = "noisy"
     clean_chunk_probability: float = 0.0
@@ -79,7 +80,7 @@ class StudentConfig(AvatarDataConfig):
     @property
     def stream_settings(self) -> StreamSettings:
         return StreamSettings(chunk_frames=self.chunk_frames, window_frames=self.window_frames, steps=self.steps,
-                              shift=self.shift)
+                              shift=self.shift, rope_layout=self.rope_layout)
 
     @property
     def guidance(self) -> GuidancePolicy:

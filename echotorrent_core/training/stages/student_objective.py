@@ -7,8 +7,8 @@ its own timestep (diffusion forcing). Two ways for a chunk to see the chunks bef
   `clean_chunk_probability`) is context exactly as the cache holds it at inference and carries no loss.
 - "clean": the inference path itself: `forward_chunk` against the KV cache, each chunk's clean latents written at
   t = 0 after its pass (teacher forcing); gradients through the chunk's own pass only (the cache is detached).
-RoPE frame positions are the absolute stream positions in both (sink 0, chunk c from 1 + c * chunk_frames), the
-same `forward_chunk` uses when streaming. Objectives: "ode" regresses x0 on teacher ODE states at the student's own
+RoPE frame positions follow `settings.rope_layout` in both ("relative": the rolled window is shifted down to follow
+the sink, "absolute": stream indices; `models/attention.py`), exactly as `forward_chunk` streams. Objectives: "ode" regresses x0 on teacher ODE states at the student's own
 few-step timesteps (CausVid); "flow" is flow matching on data latents with per-chunk shifted timesteps.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 
 from ... import flow
-from ...models.attention import BlockCausal
 from ...models.conditioning import Conditioning
 from ...streaming.settings import StreamSettings
 from ..losses.flow_matching import flow_matching_loss, x0_regression_loss
@@ -51,8 +50,7 @@ def causal_velocity(
         raise ValueError(f"a student sequence is {sink} sink frame(s) + whole chunks of {n}, got {x_t.shape[2]} frames")
     dtype = next(student.parameters()).dtype
     if context == "noisy":
-        mode = BlockCausal(n, sink, settings.window_frames)
-        return student(x_t.to(dtype), t, cond, attention=mode)[:, :, sink:]
+        return student(x_t.to(dtype), t, cond, attention=settings.attention)[:, :, sink:]
     if context != "clean":
         raise ValueError(f"context must be 'noisy' or 'clean', got {context!r}")
     if clean is None:
@@ -60,7 +58,8 @@ def causal_velocity(
     size, _, frames, h, w = x_t.shape
     patch = student.cfg.patch_size
     cache = student.create_kv_cache(size, (h // patch[1]) * (w // patch[2]), sink,
-                                    settings.window_frames or frames - sink, dtype, x_t.device)
+                                    settings.window_frames or frames - sink, dtype, x_t.device,
+                                    chunk_frames=n, rope_layout=settings.rope_layout)
     zeros = torch.zeros(size, sink, device=x_t.device)
     with torch.no_grad():
         student.forward_chunk(clean[:, :, :sink].to(dtype), zeros, _frames(cond, 0, sink), cache, 0, write_cache=True)
