@@ -92,3 +92,26 @@ def test_relative_equals_absolute_until_the_window_rolls() -> None:
     filling = SINK + WINDOW + CHUNK
     assert torch.equal(relative[:, :, :filling], absolute[:, :, :filling])
     assert (relative[:, :, filling:] - absolute[:, :, filling:]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rotation_into_a_buffer_equals_the_differentiable_one(dtype) -> None:
+    from echotorrent_core.models.rope import RopeTables, apply_rope, rope_into
+
+    tables = RopeTables(head_dim=32, theta=10000.0, height=2, width=3, device="cpu")
+    cos, sin = tables([0, 7, 8, 9])
+    assert tables([0, 7, 8, 9])[0] is cos  # remembered, not rebuilt
+    torch.manual_seed(0)
+    x = torch.randn(2, 4 * 6, 3, 32).to(dtype)  # [B, S, heads, head_dim]
+    expected = apply_rope(x, cos, sin)
+    buffer = torch.zeros(2, 3, 40, 32, dtype=dtype)  # head-major, longer than needed: write into a prefix view
+    scratch = None if dtype == torch.float32 else torch.zeros(2, 3, 24, 32)
+    rope_into(x.transpose(1, 2), cos, sin, out=buffer[:, :, :24], scratch=scratch)
+    # float32 arithmetic in both, rounded once to the dtype (the fused multiply-add may differ in the last bit)
+    ulp = 2.0**-23 if dtype == torch.float32 else 2.0**-7
+    difference = (buffer[:, :, :24].transpose(1, 2).float() - expected.float()).abs()
+    assert (difference <= ulp * expected.float().abs().clamp(min=1.0)).all()
+    assert not buffer[:, :, 24:].any()
+    if dtype != torch.float32:
+        with pytest.raises(ValueError, match="float32 scratch"):
+            rope_into(x.transpose(1, 2), cos, sin, out=buffer[:, :, :24])
