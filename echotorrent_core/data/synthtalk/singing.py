@@ -61,9 +61,8 @@ def sing(voice: SingerVoice, rng: np.random.Generator, seconds: float) -> Speech
         phones.append(PhoneSegment(SUNG_VOWELS[rng.integers(len(SUNG_VOWELS))], cursor, cursor + length))
         notes.append((cursor - (duration if onset else 0.0), cursor + length, f0))
         cursor += length + (float(rng.uniform(0.05, 0.4)) if rng.random() < 0.5 else 0.0)
-    total = cursor + 0.3
-    audio = _render(voice, phones, notes, total, rng)
-    return Speech(audio, fill_gaps(phones, total), "", voice.name, {"timing": "exact (formant synthesiser)"})
+    audio = _render(voice, phones, notes, cursor + 0.3, rng)
+    return Speech(audio, fill_gaps(phones, audio.shape[0] / SAMPLE_RATE), "", voice.name, {"timing": "exact (formant synthesiser)"})
 
 
 def _track(times: np.ndarray, segments: list[tuple[float, float, np.ndarray]], default: np.ndarray,
