@@ -19,6 +19,9 @@ frames. Memory is constant: `2 * blocks + 1` (+1 float32 scratch) buffers of tha
 Without autograd (`torch.no_grad`, every inference pass) nothing is allocated per pass but the chunk's own
 activations; with autograd enabled (training rollouts) the visible keys are rotated out of place and
 concatenated with the chunk's, so gradients reach the chunk's keys and values (the cached ones are constants).
+On GPUs the views go straight to the fused SDPA kernels (no mask), and fixed buffer addresses are what CUDA graph
+capture of a pass needs (a later issue); measured at 1.3B 480x832: no key/value copy per pass, where the
+concatenating cache copied 2.7 GiB per pass (bench/block_causal_memory.py).
 """
 
 from __future__ import annotations
