@@ -185,7 +185,18 @@ def test_cli_applies_an_audio_adapter(bundle_dir: Path, tmp_path: Path) -> None:
     adapted = args + ["--dit", str(save_dit(base, tmp_path / "base.safetensors")),
                       "--audio-adapter", str(save_audio_adapter(full, tmp_path / "adapter.safetensors"))]
     assert cli.main(adapted + ["--out", str(tmp_path / "adapted.mp4")]) == 0
-    assert np.array_equal(read_video_frames(tmp_path / "full.mp4")[0], read_video_frames(tmp_path / "adapted.mp4")[0])
+    # The adapter rebuilds the very same network, bit for bit ...
+    rebuilt, _ = load_dit(tmp_path / "base.safetensors", audio_adapter=tmp_path / "adapter.safetensors")
+    assert rebuilt.cfg == full.cfg
+    expected = full.state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in rebuilt.state_dict().items())
+    assert rebuilt.state_dict().keys() == expected.keys()
+    # ... so the two videos agree up to float rounding (BLAS results depend on where weights sit in memory, about
+    # 1e-6 here) amplified by h264's mode decisions: a fraction of one 8-bit level on average per frame.
+    full_frames = read_video_frames(tmp_path / "full.mp4")[0].float()
+    adapted_frames = read_video_frames(tmp_path / "adapted.mp4")[0].float()
+    assert full_frames.shape == adapted_frames.shape
+    assert (full_frames - adapted_frames).abs().mean(dim=(1, 2, 3)).max() < 0.5
 
 
 def test_cli_reports_bad_input_with_exit_code_2(bundle_dir: Path, tmp_path: Path, capsys) -> None:
