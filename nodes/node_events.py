@@ -103,23 +103,42 @@ def set_transport(transport: Transport | None) -> None:
     _transport = transport
 
 
+@dataclass(frozen=True)
+class NodeEventTarget:
+    """Where a node's events go: its prompt, its node id and the client that queued the prompt. Resolved on the
+    execution thread (`current()`), usable from any thread afterwards."""
+
+    prompt_id: str
+    node: str
+    client_id: str | None
+
+    @classmethod
+    def current(cls) -> NodeEventTarget | None:
+        """The node now executing (None outside a node's execution)."""
+        context = get_executing_context()
+        if context is None:
+            return None
+        return cls(str(context.prompt_id), str(context.node_id), getattr(_prompt_server(), "client_id", None))
+
+    def send(self, channel: str, kind: str, data: dict[str, Any], keep: bool = False) -> dict[str, Any]:
+        """Send `data` as event `<channel>.<kind>`; `keep` logs it for catching up after a reload. Returns the
+        message sent."""
+        message = {"seq": EVENT_LOG.next_seq(), "channel": channel, "kind": kind, "prompt_id": self.prompt_id,
+                   "node": self.node, **data}
+        if keep:
+            EVENT_LOG.keep(self.client_id, message)
+        server = _prompt_server()
+        if _transport is not None:
+            _transport(f"{channel}.{kind}", message, self.client_id)
+        elif server is not None:
+            server.send_sync(f"{channel}.{kind}", message, self.client_id)
+        return message
+
+
 def send_node_event(channel: str, kind: str, data: dict[str, Any], keep: bool = False) -> dict[str, Any] | None:
-    """Send `data` as event `<channel>.<kind>` from the node now executing to the client that queued the prompt;
-    `keep` logs it for catching up after a reload. Returns the message, or None outside a node's execution."""
-    context = get_executing_context()
-    if context is None:
-        return None
-    server = _prompt_server()
-    client_id = getattr(server, "client_id", None)
-    message = {"seq": EVENT_LOG.next_seq(), "channel": channel, "kind": kind, "prompt_id": context.prompt_id,
-               "node": str(context.node_id), **data}
-    if keep:
-        EVENT_LOG.keep(client_id, message)
-    if _transport is not None:
-        _transport(f"{channel}.{kind}", message, client_id)
-    elif server is not None:
-        server.send_sync(f"{channel}.{kind}", message, client_id)
-    return message
+    """Send `data` from the node now executing (see NodeEventTarget.send); None outside a node's execution."""
+    target = NodeEventTarget.current()
+    return None if target is None else target.send(channel, kind, data, keep)
 
 
 def register_routes() -> bool:

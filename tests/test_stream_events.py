@@ -89,6 +89,37 @@ def test_a_stream_sends_start_every_chunk_with_its_sound_and_end(pack, events): 
     assert first_sample == round(30 * RATE / FPS)
 
 
+def test_chunks_are_encoded_beside_the_loop_and_arrive_in_order(pack):  # noqa: F811
+    """done() hands the chunk to the encoder and returns: the loop goes on while the previous chunk is sent."""
+    import threading
+
+    from comfy_execution.utils import CurrentNodeContext
+
+    release, sent = threading.Event(), []
+
+    def slow_transport(name: str, message: dict, client: str | None) -> None:
+        if message["kind"] == "chunk" and message["index"] == 0:
+            assert release.wait(30)
+        sent.append((message["kind"], message.get("index"), threading.current_thread().name))
+
+    video, audio = _stream_inputs(sum(CHUNKS))
+    pack.node_events.set_transport(slow_transport)
+    try:
+        with CurrentNodeContext("prompt-2", "8"):
+            progress = pack.progress.ChunkProgress(len(CHUNKS), pack.progress.StreamPreview(FPS, 30, HEIGHT, WIDTH,
+                                                                                            audio=audio))
+            progress.done(1, video[:12])
+            assert [kind for kind, _, _ in sent] == ["start"]  # chunk 0 is still being sent
+            release.set()
+            progress.done(2, video[12:24])
+            progress.done(3, video[24:])
+    finally:
+        pack.node_events.set_transport(None)
+    assert [(kind, index) for kind, index, _ in sent] == [("start", None), ("chunk", 0), ("chunk", 1), ("chunk", 2),
+                                                           ("end", None)]
+    assert all(thread.startswith("echotorrent-player") for kind, _, thread in sent if kind == "chunk")
+
+
 def test_the_progress_bar_still_previews_each_chunks_last_frame(pack, comfy, events):  # noqa: F811
     calls = []
     comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, **_: calls.append((value, total, preview)))

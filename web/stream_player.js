@@ -21,7 +21,6 @@ export class StreamPlayer {
   constructor(store, node) {
     this.store = store;
     this.node = node;
-    this.sound = soundOutput();
     this.run = null;
     this.playback = null;
     this.history = [];
@@ -59,6 +58,11 @@ export class StreamPlayer {
     this.savedLink.rel = "noopener";
     controls.append(this.replayButton, this.runChoice, this.savedLink);
     this.element.append(this.screen, this.timeline, this.status, controls);
+  }
+
+  // The page's sound output, created when first needed (browsers warn about an AudioContext made too early).
+  get sound() {
+    return soundOutput();
   }
 
   get nodeId() {
