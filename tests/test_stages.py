@@ -92,7 +92,8 @@ def test_teacher_loss_reads_a_clean_reference_and_scores_generated_frames_only(t
     plain, _ = teacher_loss(stage.model, batch, t, noise)
     assert torch.allclose(spied, plain)
     assert torch.equal(spy.seen["x"][:, :, 0], batch["latents"][:, :, 0])
-    assert torch.equal(spy.seen["t"][:, 0], torch.zeros(2)) and torch.equal(spy.seen["t"][:, 1:], t[:, None].expand(2, 4))
+    assert torch.equal(spy.seen["t"][:, 0], torch.zeros(2))
+    assert torch.equal(spy.seen["t"][:, 1:], t[:, None].expand(2, 4))
     assert spy.seen["attention"] == Bidirectional()
     with torch.no_grad():
         velocity = stage.model(spy.seen["x"], spy.seen["t"], conditioning(stage.model, batch, range(5)))
@@ -111,7 +112,8 @@ def test_dropped_text_and_audio_are_the_null_conditions_of_guidance(tmp_path) ->
     full = conditioning(model, batch, frames)
     assert torch.allclose(dropped.text[0], null_text.text[0]) and torch.allclose(dropped.text[1], full.text[1])
     assert torch.allclose(dropped.audio[1], null_audio.audio[1]) and torch.allclose(dropped.audio[0], full.audio[0])
-    assert not torch.allclose(full.text[0], null_text.text[0]) and not torch.allclose(full.audio[1], null_audio.audio[1])
+    assert not torch.allclose(full.text[0], null_text.text[0])
+    assert not torch.allclose(full.audio[1], null_audio.audio[1])
 
 
 def test_teacher_stage_step_and_export_round_trip(tmp_path) -> None:

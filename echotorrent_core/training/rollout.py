@@ -1,10 +1,11 @@
 """Self-rollout of the causal student on the streaming sampler's own chunk loop, with gradients where asked.
 
-`rollout` runs exactly what `streaming.StreamingSampler` runs for a stream (same KV cache with sink + rolling window,
-same RoPE frame positions (`settings.rope_layout`) through `WanDiT.forward_chunk`, same timesteps, same noise drawn in the same order
-from a CPU generator seeded with `settings.seed`, same guidance combination, the clean pass at t = 0 that writes each
-chunk into the cache), batched over B streams and stopping at the latents (no VAE decode). Without gradients its
-latents equal the sampler's (tests/test_rollout.py), so training and inference cannot drift apart.
+`rollout` runs exactly what `streaming.StreamingSampler` runs for a stream (same KV cache with sink + rolling
+window, same RoPE frame positions (`settings.rope_layout`) through `WanDiT.forward_chunk`, same timesteps, same
+noise drawn in the same order from a CPU generator seeded with `settings.seed`, same guidance combination, the clean
+pass at t = 0 that writes each chunk into the cache), batched over B streams and stopping at the latents (no VAE
+decode). Without gradients its latents equal the sampler's (tests/test_rollout.py), so training and inference cannot
+drift apart.
 
 Gradients (Self-Forcing): chunk c stops denoising at `exit_steps[c]` (default: the last step) and, when c is in
 `grad_chunks`, that last pass keeps autograd; earlier passes and the cache-writing pass run without it (the cache
@@ -86,7 +87,8 @@ def rollout(
     check_avatar_model(student)
     if reference_latent.ndim != 5 or reference_latent.shape[2] != settings.sink_frames:
         raise ValueError(
-            f"reference_latent must be [B, C, {settings.sink_frames}, h, w] (the sink), got {tuple(reference_latent.shape)}"
+            f"reference_latent must be [B, C, {settings.sink_frames}, h, w] (the sink), "
+            f"got {tuple(reference_latent.shape)}"
         )
     if num_chunks < 1:
         raise ValueError(f"num_chunks must be >= 1, got {num_chunks}")
@@ -118,8 +120,8 @@ def rollout(
                                     rope_layout=settings.rope_layout)
     with torch.no_grad():
         clean = torch.zeros(size, sink, device=device)
-        student.forward_chunk(reference_latent.to(dtype), clean, conditions[ConditionVariant.FULL].audio_frames(0, sink),
-                              cache, 0, write_cache=True)
+        sink_condition = conditions[ConditionVariant.FULL].audio_frames(0, sink)
+        student.forward_chunk(reference_latent.to(dtype), clean, sink_condition, cache, 0, write_cache=True)
 
     def noise(shape: tuple[int, ...]) -> torch.Tensor:
         return torch.randn(shape, generator=generator).to(device, torch.float32)

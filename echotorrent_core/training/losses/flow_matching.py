@@ -80,6 +80,8 @@ def x0_regression_loss(
     x0_pred, x0_target `[B, C, F, H, W]`; frame_weights `[B, F]`. Returns `(loss, {"x0_mse": ...})`.
     """
     if x0_pred.shape != x0_target.shape:
-        raise ValueError(f"x0_pred and x0_target must have one shape, got {tuple(x0_pred.shape)}, {tuple(x0_target.shape)}")
+        raise ValueError(
+            f"x0_pred and x0_target must have one shape, got {tuple(x0_pred.shape)}, {tuple(x0_target.shape)}"
+        )
     loss = masked_mean((x0_pred.float() - x0_target.float()).square(), frame_weights)
     return loss, {"x0_mse": float(loss.detach())}

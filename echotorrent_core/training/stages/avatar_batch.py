@@ -25,7 +25,8 @@ def check_avatar_model(model: torch.nn.Module) -> None:
     """The training stages drive the audio-conditioned text-to-video layout (reference as latent frame 0)."""
     if model.cfg.in_dim != model.cfg.out_dim:
         raise ValueError(
-            f"the training stages take a DiT whose input is the latents alone (in_dim = out_dim = {model.cfg.out_dim}); "
+            "the training stages take a DiT whose input is the latents alone "
+            f"(in_dim = out_dim = {model.cfg.out_dim}); "
             f"got in_dim {model.cfg.in_dim} (an image-to-video checkpoint with mask/condition channels)"
         )
 

@@ -2,10 +2,11 @@
 
 objective "ode" (CausVid / Self-Forcing initialisation): teacher ODE trajectories under CFG are generated once for
 `ode_pairs` noises and stored in a safetensors cache (regenerated when the teacher file, the data or a setting
-changes); each step regresses the student's x0 at the states of its own few-step timesteps, one random step per
-chunk. objective "flow": flow matching on data latents with per-chunk shifted timesteps (diffusion forcing with
-context "noisy", teacher forcing with context "clean"). The chunk / sink / window and few-step schedule are the
-StreamSettings the student streams with; `student_objective` explains both contexts. Exports `student.safetensors`
+changes; the teacher is loaded only for that); each step regresses the student's x0 at the states of its own
+few-step timesteps, one random step per chunk. objective "flow": flow matching on data latents with per-chunk
+shifted timesteps (diffusion forcing with context "noisy", teacher forcing with context "clean"). The chunk / sink /
+window / RoPE layout and few-step schedule are the StreamSettings the student streams with; `student_objective`
+explains both contexts. Exports `student.safetensors`
 and `student_stream.json` (the settings it was trained for).
 """
 
@@ -38,10 +39,10 @@ from .student_objective import causal_flow_loss, ode_regression_loss
 class StudentConfig(AvatarDataConfig):
     """teacher: the teacher DiT file (ODE targets; also the initialisation unless `init` is given);
     chunk_frames / window_frames / steps / shift / rope_layout: the StreamSettings the student will stream with
-    (latent_frames must be whole chunks); objective "ode" | "flow"; context "noisy" | "clean"; clean_chunk_probability: chance a
-    chunk is clean context (noisy context only); ode_pairs / heldout_pairs: teacher trajectories generated;
-    teacher_steps / teacher_shift / guidance_*: the teacher's sampler for them; pair_seed: their noise;
-    pair_batch: trajectories integrated at once."""
+    (latent_frames must be whole chunks); objective "ode" | "flow"; context "noisy" | "clean";
+    clean_chunk_probability: chance a chunk is clean context (noisy context only); ode_pairs / heldout_pairs:
+    teacher trajectories generated; teacher_steps / teacher_shift / guidance_*: the teacher's sampler for them;
+    pair_seed: their noise; pair_batch: trajectories integrated at once."""
 
     teacher: str = ""
     init: str | None = None
@@ -99,10 +100,7 @@ class StudentStage(Stage):
         self.timesteps = denoising_timesteps(self.settings)
         self.model = build_dit(config.init or config.teacher, None, trainer_config.seed)
         self.samples = AvatarSamples(config, trainer_config.out_dir, self.device)
-        self.teacher: WanDiT | None = None
         self._pairs: dict[str, TensorSamples | None] = {}
-        if config.objective == "ode":
-            self.teacher = load_dit(config.teacher, dtype=torch.float32)[0].eval().requires_grad_(False)
 
     @property
     def chunks(self) -> int:
@@ -110,9 +108,6 @@ class StudentStage(Stage):
 
     def modules(self) -> dict[str, nn.Module]:
         return {"generator": self.model}
-
-    def frozen_modules(self) -> dict[str, nn.Module]:
-        return {} if self.teacher is None else {"teacher": self.teacher}
 
     def blocks(self, role: str) -> list[nn.Module]:
         return list(self.model.blocks)
@@ -139,10 +134,14 @@ class StudentStage(Stage):
         }
         seed = config.pair_seed + (0 if split == "train" else 1)
         path = self.samples.cache_dir / f"ode_pairs_{split}.safetensors"
-        teacher = self.teacher.to(self.device)
-        build = lambda: generate_ode_pairs(teacher, samples, count, config.guidance, sigmas, self.timesteps, seed,
-                                           self.device, config.pair_batch)
+        build = lambda: self._generate_pairs(samples, count, sigmas, seed)
         return TensorSamples(cached_samples(path, fingerprint, build))
+
+    def _generate_pairs(self, samples, count: int, sigmas: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+        """The teacher is loaded only to integrate the trajectories (the loss never runs it), then released."""
+        teacher = load_dit(self.config.teacher, dtype=torch.float32, device=self.device)[0]
+        return generate_ode_pairs(teacher, samples, count, self.config.guidance, sigmas, self.timesteps, seed,
+                                  self.device, self.config.pair_batch)
 
     def _step_indices(self, size: int) -> torch.Tensor:
         """Per-chunk student step `[B, chunks]` in [0, S), or S (clean context) with clean_chunk_probability."""
@@ -163,7 +162,8 @@ class StudentStage(Stage):
         if self.config.objective == "ode":
             return ode_regression_loss(self.model, batch, self.settings, self.timesteps, self._step_indices(size),
                                        self.config.context)
-        t = sample_timesteps((size, self.chunks), self.config.shift, distribution=self.config.flow_timestep_distribution)
+        t = sample_timesteps((size, self.chunks), self.config.shift,
+                             distribution=self.config.flow_timestep_distribution)
         if self.config.context == "noisy" and self.config.clean_chunk_probability > 0:
             t = torch.where(self._clean_chunks(size), torch.zeros_like(t), t)
         latents = batch["latents"]

@@ -8,8 +8,9 @@ its own timestep (diffusion forcing). Two ways for a chunk to see the chunks bef
 - "clean": the inference path itself: `forward_chunk` against the KV cache, each chunk's clean latents written at
   t = 0 after its pass (teacher forcing); gradients through the chunk's own pass only (the cache is detached).
 RoPE frame positions follow `settings.rope_layout` in both ("relative": the rolled window is shifted down to follow
-the sink, "absolute": stream indices; `models/attention.py`), exactly as `forward_chunk` streams. Objectives: "ode" regresses x0 on teacher ODE states at the student's own
-few-step timesteps (CausVid); "flow" is flow matching on data latents with per-chunk shifted timesteps.
+the sink, "absolute": stream indices; `models/attention.py`), exactly as `forward_chunk` streams. Objectives: "ode"
+regresses x0 on teacher ODE states at the student's own few-step timesteps (CausVid); "flow" is flow matching on
+data latents with per-chunk shifted timesteps.
 """
 
 from __future__ import annotations
