@@ -27,7 +27,8 @@ def add_parser(commands: argparse._SubParsersAction) -> str:
 
     controls = actions.add_parser("controls", help="held-out ground truth vs shifted / shuffled audio, frozen mouth, "
                                                    "blur, colour drift and identity swap")
-    controls.add_argument("--data", required=True, help="clip folder; its held-out clips are used")
+    controls.add_argument("--data", required=True, help="clip folder; its held-out clips are used (all clips of a "
+                                                        "folder without held-out ones)")
     controls.add_argument("--clips", type=int, default=None, help="use only the first N held-out clips")
     controls.add_argument("--expert", default=None, help="sync-expert weights (default: the shipped ones)")
     controls.add_argument("--json", default=None, help="write the rows and the summary here")
@@ -35,8 +36,9 @@ def add_parser(commands: argparse._SubParsersAction) -> str:
     train = actions.add_parser("train-sync-expert", help="train the sync expert on a clip folder's train split")
     train.add_argument("--data", required=True, help="clip folder with train (and heldout) clips")
     train.add_argument("--out", required=True, help="weights file (.safetensors); the manifest goes beside it")
-    train.add_argument("--steps", type=int, default=1500)
+    train.add_argument("--steps", type=int, default=800)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--width", type=int, default=16, help="channels of the first conv layers (cost ~ width^2)")
     train.add_argument("--cache", default=None, help="measurement cache folder (default: DATA/.metrics_cache)")
     return NAME
 
@@ -52,22 +54,26 @@ def _expert(path: str | None):
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .metrics.sync_expert import SyncExpertConfig
     from .metrics.sync_expert_recipe import train_and_save
     from .metrics.train_sync import SyncTrainingConfig
 
-    manifest = train_and_save(args.data, args.out, SyncTrainingConfig(steps=args.steps, seed=args.seed), args.cache)
+    command = " ".join(["echotorrent", *sys.argv[1:]])
+    manifest = train_and_save(args.data, args.out, SyncTrainingConfig(steps=args.steps, seed=args.seed), args.cache,
+                              command, SyncExpertConfig(width=args.width))
     print(f"wrote {args.out} ({manifest['weights']['bytes']} bytes) in {manifest['wall_seconds']} s; "
           f"held-out: {manifest['heldout']}")
     return 0
 
 
 def _controls(args: argparse.Namespace) -> int:
-    from .metrics.clip_index import read_clips
+    from .data.clip_folder import scan_clip_folder
     from .metrics.controls import control_rows, summarise_controls
     from .metrics.report import format_table, write_json
     from .metrics.run_eval import load_truth
 
-    heldout = [e for e in read_clips(args.data) if e.split != "train"][: args.clips]
+    entries = scan_clip_folder(args.data)
+    heldout = ([e for e in entries if e.split != "train"] or entries)[: args.clips]
     rows = control_rows([load_truth(e) for e in heldout], _expert(args.expert))
     summary = summarise_controls(rows)
     print(format_table([{"control": name, **values} for name, values in summary.items()], "control"))

@@ -12,10 +12,10 @@ import torch
 
 from ..checkpoints.safetensors_io import read_state_dict, write_state_dict
 from .audio_mel import log_mel, mel_windows
-from .clip_index import ClipEntry
+from ..data.clip_folder import ClipEntry
 from .measurements import EVAL_FPS, measure_file
 
-MEASURE_VERSION = "1"
+MEASURE_VERSION = "2"
 METADATA_KEY = "echotorrent_measurements"
 
 

@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ..data.clip_folder import ClipEntry, scan_clip_folder
 from ..media import read_video_frames
-from .clip_index import ClipEntry, read_clips
 from .controls import TruthClip
 from .evaluate import evaluate_measured, frechet_mouth_distance, mouth_features
 from .measurements import EVAL_FPS, measure_file, measure_video, resample_frames
@@ -37,9 +37,9 @@ def _summary(rows: list[dict]) -> dict[str, float]:
 def evaluate_videos(videos: str | Path, expert: SyncExpert, data: str | Path | None = None,
                     progress: bool = True) -> dict:
     """Metrics of every video in `videos`; a video named like a clip id of `data` is compared with that clip."""
-    truths = {e.id: e for e in read_clips(data)} if data is not None else {}
+    truths = {e.id: e for e in scan_clip_folder(data)} if data is not None else {}
     rows, generated, truth_features = [], [], []
-    for entry in tqdm(read_clips(videos), desc="evaluating", unit="video", disable=not progress):
+    for entry in tqdm(scan_clip_folder(videos), desc="evaluating", unit="video", disable=not progress):
         measured = measure_file(entry.video)
         truth_entry = truths.get(entry.id)
         truth = load_truth(truth_entry) if truth_entry is not None else None
@@ -62,7 +62,7 @@ def generate_heldout(bundle_folder: str | Path, data: str | Path, out: str | Pat
 
     paths = bundle_paths(bundle_folder)
     bundle = load_bundle(paths["dit"], paths["vae"], paths["audio_encoder"], device=device)
-    heldout = [e for e in read_clips(data) if e.split != "train"]
+    heldout = [e for e in scan_clip_folder(data) if e.split != "train"]
     if not heldout:
         raise ValueError(f"{data} has no held-out clips to generate")
     videos, portraits = Path(out) / "videos", Path(out) / "portraits"

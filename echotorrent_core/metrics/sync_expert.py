@@ -30,7 +30,7 @@ SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "sync_expert.saf
 class SyncExpertConfig:
     """Network widths; the input sizes are fixed by the crop and mel modules."""
 
-    width: int = 32
+    width: int = 16
     hidden: int = 128
     embed_dim: int = 64
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -18,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .clip_index import read_clips
-from .report import write_json
+from ..data.clip_folder import scan_clip_folder
 from .measure_cache import ClipFeatures, clip_features
-from .sync_expert import SyncExpert, save_sync_expert
+from .report import write_json
+from .sync_expert import SyncExpert, SyncExpertConfig, save_sync_expert
 from .sync_metrics import expert_embeddings
 from .sync_protocol import embedding_sync_scores
 from .train_sync import SyncTrainingConfig, train_sync_expert
@@ -65,21 +64,22 @@ def _git_commit() -> str | None:
 
 
 def train_and_save(data: str | Path, out: str | Path, cfg: SyncTrainingConfig, cache: str | Path | None = None,
-                   progress: bool = True) -> dict:
-    """Run the recipe; returns the manifest (also written next to `out` as `<stem>.json`)."""
+                   command: str = "", model_cfg: SyncExpertConfig = SyncExpertConfig(), progress: bool = True) -> dict:
+    """Run the recipe; returns the manifest (also written next to `out` as `<stem>.json`, with `command`, the
+    command line that ran it)."""
     start = time.time()
-    entries = read_clips(data)
+    entries = scan_clip_folder(data)
     cache = Path(cache) if cache is not None else Path(data) / ".metrics_cache"
     train = [clip_features(e, cache) for e in entries if e.split == "train"]
     heldout = [clip_features(e, cache) for e in entries if e.split != "train"]
     if not train:
         raise ValueError(f"{data} has no clips in the 'train' split to train the sync expert on")
     measure_seconds = time.time() - start
-    model, info = train_sync_expert(train, cfg, progress=progress)
+    model, info = train_sync_expert(train, cfg, model_cfg, progress=progress)
     path = save_sync_expert(model, out, {"training": asdict(cfg)})
     index = Path(data) / "index.json"
     manifest = {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": command,
         "data": {"folder": str(data), "train_clips": len(train), "heldout_clips": len(heldout),
                  "index_sha256": hashlib.sha256(index.read_bytes()).hexdigest() if index.is_file() else None,
                  "train_ids": [c.entry.id for c in train], "heldout_ids": [c.entry.id for c in heldout]},

@@ -23,7 +23,7 @@ from .sync_protocol import DEFAULT_MAX_OFFSET
 
 @dataclass(frozen=True)
 class SyncTrainingConfig:
-    steps: int = 1500
+    steps: int = 800
     batch_clips: int = 8
     segment: int = 24
     lr: float = 1e-3
@@ -78,7 +78,8 @@ def contrastive_loss(video: torch.Tensor, audio: torch.Tensor, max_offset: int, 
 def train_sync_expert(clips: list[ClipFeatures], cfg: SyncTrainingConfig = SyncTrainingConfig(),
                       model_cfg: SyncExpertConfig = SyncExpertConfig(), progress: bool = True
                       ) -> tuple[SyncExpert, dict]:
-    """Train a sync expert on ground-truth clips; returns (frozen model, {"seconds", "final_loss", ...})."""
+    """Train a sync expert on ground-truth clips; returns (frozen model, {"seconds", "first_loss", "final_loss",
+    "final_accuracy", "training_clips"}), the losses averaged over the first / last tenth of the steps."""
     needed = cfg.segment + 2 * cfg.max_offset
     usable = [c for c in clips if len(c.crops) >= needed]
     if not usable:
@@ -91,7 +92,7 @@ def train_sync_expert(clips: list[ClipFeatures], cfg: SyncTrainingConfig = SyncT
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     start = time.time()
     bar = tqdm(range(cfg.steps), desc="sync expert", unit="step", disable=not progress)
-    loss_avg = acc_avg = None
+    losses, accuracies = [], []
     for _ in bar:
         video, audio = _batch(usable, cfg, generator)
         embedded_video = model.embed_video(video.flatten(0, 1)).unflatten(0, video.shape[:2])
@@ -101,9 +102,11 @@ def train_sync_expert(clips: list[ClipFeatures], cfg: SyncTrainingConfig = SyncT
         loss.backward()
         optimiser.step()
         schedule.step()
-        loss_avg = float(loss) if loss_avg is None else 0.98 * loss_avg + 0.02 * float(loss)
-        acc_avg = float(accuracy) if acc_avg is None else 0.98 * acc_avg + 0.02 * float(accuracy)
-        bar.set_postfix(loss=f"{loss_avg:.3f}", acc=f"{acc_avg:.2f}")
+        losses.append(loss.item())
+        accuracies.append(accuracy.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", acc=f"{accuracies[-1]:.2f}")
     model.eval().requires_grad_(False)
-    return model, {"seconds": round(time.time() - start, 1), "final_loss": loss_avg, "final_accuracy": acc_avg,
+    tenth = max(1, cfg.steps // 10)
+    return model, {"seconds": round(time.time() - start, 1), "first_loss": sum(losses[:tenth]) / tenth,
+                   "final_loss": sum(losses[-tenth:]) / tenth, "final_accuracy": sum(accuracies[-tenth:]) / tenth,
                    "training_clips": len(usable)}
