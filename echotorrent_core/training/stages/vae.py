@@ -89,10 +89,11 @@ def posterior(vae: WanVAE, video: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 @torch.no_grad()
 def latent_statistics(vae: WanVAE, windows: TensorSamples, count: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of the posterior means of the first `count` windows."""
+    """Per-channel mean and std of the posterior means of `count` windows spread evenly over the data set (the
+    windows come clip by clip, so the first ones would describe one clip only)."""
     device = next(vae.parameters()).device
     means = []
-    for index in range(min(count, len(windows))):
+    for index in torch.linspace(0, len(windows) - 1, min(count, len(windows))).round().long().unique().tolist():
         mu, _ = posterior(vae, pixels(windows[index]["video"][None]).to(device))
         means.append(mu.transpose(0, 1).flatten(1))
     values = torch.cat(means, dim=1).double()
