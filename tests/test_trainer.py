@@ -258,3 +258,12 @@ def test_no_pickle_anywhere(tmp_path):
         text = module.read_text()
         for forbidden in ("torch.save(", "torch.load(", "import pickle", "pickle."):
             assert forbidden not in text, f"{module.name} uses {forbidden}"
+
+
+def test_loader_workers_do_not_change_the_data_order(tmp_path):
+    runs = []
+    for workers in (0, 2):
+        trainer = make_trainer(tmp_path / f"w{workers}", {"steps": 3, "num_workers": workers})
+        trainer.run()
+        runs.append(full_state(trainer))
+    assert_bitwise_equal(runs[0], runs[1])

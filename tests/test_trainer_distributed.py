@@ -1,5 +1,6 @@
 """Two gloo processes on the CPU (torchrun, DDP and FSDP2) train the same weights as one process with the same
-global batch; an FSDP2 run stopped and resumed under torchrun continues the same way."""
+global batch; an FSDP2 run (activation checkpointing on, a second forward method returning dataclasses of per-block
+contexts, as the DiT's prepare_conditioning) stopped and resumed under torchrun continues the same way."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 TOY = Path(__file__).resolve().parent / "test_trainer_toy.py"
 TRAINER = {"steps": 4, "batch_size": 8, "log_every": 1, "lr": 1e-2, "checkpoint_every": 2, "ema_decay": 0.9,
            "eval_every": 2}
-STAGE = {"noise": 0.0, "critic": True}
+STAGE = {"noise": 0.0, "critic": True, "context": True}
 
 
 def _toml(path: Path, distributed: str) -> Path:
@@ -66,8 +67,9 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         assert (kind, step) == (kind1, step1) and abs(loss - loss1) < 1e-5
 
     fsdp_config = _toml(tmp_path / "fsdp.toml", "fsdp")
-    _torchrun(fsdp_config, tmp_path / "fsdp", "--steps", "2")
-    _torchrun(fsdp_config, tmp_path / "fsdp", "--resume")
+    checkpointing = "--set=trainer.gradient_checkpointing=true"
+    _torchrun(fsdp_config, tmp_path / "fsdp", "--steps", "2", checkpointing)
+    _torchrun(fsdp_config, tmp_path / "fsdp", "--resume", checkpointing)
     fsdp = tmp_path / "fsdp" / "checkpoints" / "step_00000004"
     for name in ("model", "ema", "optimizer"):
         _close(read_state_dict(fsdp / f"{name}.safetensors")[0], read_state_dict(reference / f"{name}.safetensors")[0])

@@ -32,6 +32,7 @@ class ToyConfig:
     noise: float = 0.1
     host_noise: bool = True
     critic: bool = False
+    context: bool = False
     interrupt_at: int = -1
     raise_at: int = -1
 
@@ -54,16 +55,67 @@ class ToyData(Dataset):
         return {"x": self.x[index], "y": self.y[index], "index": index}
 
 
+@dataclass(frozen=True)
+class BlockContext:
+    gate: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Prepared:
+    embedded: torch.Tensor
+    contexts: tuple[BlockContext, ...]
+
+
+class ContextBlock(nn.Module):
+    """A block whose context is projected by a separate method, before the forward (as the DiT's context_kv)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(width, width)
+        self.gate = nn.Linear(width, width)
+
+    def context(self, embedded: torch.Tensor) -> BlockContext:
+        return BlockContext(torch.sigmoid(self.gate(embedded)))
+
+    def forward(self, z: torch.Tensor, context: BlockContext) -> torch.Tensor:
+        return z + torch.tanh(self.lin(z)) * context.gate
+
+
+class ContextNet(nn.Module):
+    """`prepare(x)` (a second forward method returning dataclasses), then `forward(prepared)`."""
+
+    def __init__(self, features: int, width: int) -> None:
+        super().__init__()
+        self.embed = nn.Linear(features, width)
+        self.blocks = nn.ModuleList([ContextBlock(width), ContextBlock(width)])
+        self.head = nn.Linear(width, 1)
+
+    def prepare(self, x: torch.Tensor) -> Prepared:
+        embedded = self.embed(x)
+        return Prepared(embedded, tuple(block.context(embedded) for block in self.blocks))
+
+    def forward(self, prepared: Prepared) -> torch.Tensor:
+        z = prepared.embedded
+        for block, context in zip(self.blocks, prepared.contexts):
+            z = block(z, context)
+        return self.head(z)
+
+
 @register_stage
 class ToyRegression(Stage):
     """Two-layer regressor; optional critic fitting the residual (exercises critic steps, two optimisers)."""
 
     name = "toy_regression"
     Config = ToyConfig
+    fsdp_forward_methods = ("prepare", "context")
 
     def __init__(self, config: ToyConfig, trainer_config, device) -> None:
         super().__init__(config, trainer_config, device)
-        self.net = nn.Sequential(nn.Linear(config.features, config.hidden), nn.Tanh(), nn.Linear(config.hidden, 1))
+        if config.context:
+            self.net = ContextNet(config.features, config.hidden)
+        else:
+            self.net = nn.Sequential(nn.Linear(config.features, config.hidden), nn.Tanh(),
+                                     nn.Linear(config.hidden, 1))
         self.critic = nn.Linear(config.features, 1) if config.critic else None
         self.critic_steps = 2 if config.critic else 0
         self.seen: list[list[int]] = []
@@ -74,7 +126,9 @@ class ToyRegression(Stage):
         return {"generator": self.net, **({"critic": self.critic} if self.critic is not None else {})}
 
     def blocks(self, role: str) -> list[nn.Module]:
-        return [self.net[0], self.net[2]] if role == "generator" else []
+        if role != "generator":
+            return []
+        return list(self.net.blocks) if self.config.context else [self.net[0], self.net[2]]
 
     def dataset(self, split: str) -> Dataset:
         if split == "train":
@@ -90,6 +144,9 @@ class ToyRegression(Stage):
             x = x + scale * torch.randn_like(x)
         return x
 
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.net.prepare(x)) if self.config.context else self.net(x)
+
     def generator_loss(self, batch: dict, step: int):
         if step == self.config.interrupt_at and self.net.training and not self.signalled:
             self.signalled = True
@@ -98,7 +155,7 @@ class ToyRegression(Stage):
             raise KeyboardInterrupt
         self.calls += 1
         self.seen.append(batch["index"].tolist())
-        prediction = self.net(self._inputs(batch))
+        prediction = self._predict(self._inputs(batch))
         self.compute_dtype = prediction.dtype
         if self.critic is not None:
             with torch.no_grad():
@@ -109,7 +166,7 @@ class ToyRegression(Stage):
 
     def critic_loss(self, batch: dict, step: int):
         with torch.no_grad():
-            residual = batch["y"] - self.net(batch["x"])
+            residual = batch["y"] - self._predict(batch["x"])
         loss = torch.mean((self.critic(self._inputs(batch)) - residual) ** 2)
         return loss, {"residual": float(loss.detach())}
 

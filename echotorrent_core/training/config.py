@@ -98,7 +98,7 @@ def _type_name(hint: Any) -> str:
 
 
 def _convert(value: Any, hint: Any, where: str) -> Any:
-    """Check / convert one TOML value against a dataclass field type (int, float, bool, str, Literal, tuple,
+    """Check / convert one TOML value against a dataclass field type (int, float, bool, str, Path, Literal, tuple,
     list, dict, Optional, nested dataclass)."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
@@ -148,10 +148,10 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
-    if hint is str:
+    if hint is str or hint is Path:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
+        return Path(value) if hint is Path else value
     if isinstance(hint, type) and not isinstance(value, hint):
         raise ConfigError(f"{where}: expected {_type_name(hint)}, got {value!r}")
     return value

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.utils import _apply_to_tensors
 
 BUCKET_BYTES = 25 * 1024 * 1024
 
@@ -159,16 +162,67 @@ def any_rank(flag: bool, ctx: DistContext, device: torch.device) -> bool:
     return bool(tensor.item())
 
 
+def _resolve(module: nn.Module, dotted: str) -> tuple[object, str] | None:
+    owner = module
+    *path, name = dotted.split(".")
+    for part in path:
+        owner = getattr(owner, part, None)
+        if owner is None:
+            return None
+    return (owner, name) if callable(getattr(owner, name, None)) else None
+
+
+def _hook_dataclass_outputs(output, state):
+    """FSDP2 finds output tensors with pytree, which does not look inside dataclasses (e.g. ContextKV): hook those
+    tensors too, so the unit is all-gathered again when their gradients arrive (after its post-backward)."""
+    if not torch.is_grad_enabled():
+        return output
+
+    def hook(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.requires_grad:
+            tensor.register_hook(state._pre_backward)
+        return tensor
+
+    if dataclasses.is_dataclass(output) or isinstance(output, (tuple, list)):
+        return _apply_to_tensors(hook, output) if _contains_dataclass(output) else output
+    return output
+
+
+def _contains_dataclass(value) -> bool:
+    if dataclasses.is_dataclass(value):
+        return True
+    return isinstance(value, (tuple, list)) and any(_contains_dataclass(v) for v in value)
+
+
+def register_unit_method(unit: nn.Module, owner: object, name: str) -> None:
+    """Run FSDP2's pre/post-forward of the sharded `unit` around `owner.name` (a method of the unit or of one of
+    its submodules, e.g. a block's `cross_attn.context_kv`), as `register_fsdp_forward_method` does for methods of
+    the unit itself: its parameters are all-gathered for the call and its gradients reduce-scattered in backward."""
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def wrapped(*args, **kwargs):
+        state = unit._get_fsdp_state()
+        args, kwargs = state._pre_forward(unit, args, kwargs)
+        output = state._post_forward(unit, args, original(*args, **kwargs))
+        return _hook_dataclass_outputs(output, state)
+
+    setattr(owner, name, wrapped)
+
+
 def shard_module(module: nn.Module, blocks: list[nn.Module], forward_methods: tuple[str, ...],
                  bf16: bool) -> None:
-    """FSDP2: `fully_shard` each block, then the root; register extra forward methods (e.g. forward_chunk)."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
+    """FSDP2: `fully_shard` each block, then the root. Every name in `forward_methods` (a method, or a dotted path
+    such as "cross_attn.context_kv") that the root or a block has is wrapped so that calling it unshards that unit."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else \
         MixedPrecisionPolicy()
     for block in blocks:
         fully_shard(block, mp_policy=policy)
     fully_shard(module, mp_policy=policy)
-    for name in forward_methods:
-        if hasattr(module, name):
-            register_fsdp_forward_method(module, name)
+    for unit in [module, *blocks]:
+        for dotted in forward_methods:
+            found = _resolve(unit, dotted)
+            if found is not None:
+                register_unit_method(unit, *found)

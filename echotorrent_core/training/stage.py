@@ -38,7 +38,10 @@ What the trainer guarantees and expects:
 - Distributed. Under DDP the trainer averages gradients over ranks after the last micro-batch (the stage keeps
   calling its modules' own methods, e.g. `forward_chunk`, which a DDP wrapper would not synchronise). Under FSDP2
   each of `blocks(role)` and then the role's root module are `fully_shard`-ed; methods other than `forward` that
-  run a sharded network must be listed in `fsdp_forward_methods` (e.g. `("forward_chunk",)`).
+  run a sharded network must be listed in `fsdp_forward_methods`, as names on the root or dotted paths inside a
+  block (the DiT: `("prepare_conditioning", "forward_chunk", "cross_attn.context_kv")`). Outside those methods the
+  parameters are shards (DTensors): read shapes from configs, make new tensors with `torch.zeros(..., device=,
+  dtype=)`, never `param.new_zeros` (that yields a DTensor).
 - Gradient checkpointing. When `[trainer] gradient_checkpointing = true`, the forward of every module in
   `blocks(role)` is recomputed in backward (`activation_checkpointing.checkpoint_blocks`); parameter names stay.
 - Export and evaluation run with the EMA weights in the EMA'd roles (training weights restored afterwards);

@@ -7,7 +7,9 @@ Every `log_every` steps a JSONL record (averaged over the steps since the last o
 `eval_every` steps the held-out generator loss + `stage.evaluate` with EMA weights (generators forked, so the
 training stream is unchanged), every `checkpoint_every` steps an atomic checkpoint and the loss-curve PNG.
 SIGINT / SIGTERM (Ctrl-C, a scheduler's preemption) finish the current step on every rank, save a checkpoint and
-return; a resumed run then continues bit for bit as if never stopped. A second Ctrl-C aborts at once.
+return; a resumed run then continues bit for bit as if never stopped. A second Ctrl-C aborts at once. Under
+torchrun stop with a signal (torchrun forwards SIGINT / SIGTERM to every worker): all ranks then stop at the same
+step; a KeyboardInterrupt raised inside one rank's code cannot be agreed on and is only safe in one process.
 Output folder: `checkpoints/`, `log.jsonl`, `loss.png`, `tensorboard/` (optional), `export/` (the trained files).
 """
 
@@ -104,9 +106,11 @@ class Trainer:
 
     def __init__(self, stage_cls: type[Stage], config: TrainConfig, out_dir: str | Path | None = None,
                  resume: bool = False, callbacks: list[StepCallback] | None = None) -> None:
+        if out_dir is not None:
+            config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, out_dir=str(out_dir)))
         self.config = config
         tc = self.tc = config.trainer
-        self.out_dir = Path(out_dir if out_dir is not None else tc.out_dir)
+        self.out_dir = Path(tc.out_dir)
         self.callbacks = list(callbacks or [])
         self.ctx, self.device = init_distributed(tc.distributed, tc.device)
         self.fsdp = self.ctx.mode == "fsdp"
