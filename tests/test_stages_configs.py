@@ -39,3 +39,6 @@ def test_recipe_stages_read_each_others_outputs(suffix: str) -> None:
     assert student.stage.teacher == f"{teacher.trainer.out_dir}/export/teacher.safetensors"
     assert teacher.stage.data == student.stage.data == vae.stage.data
     assert teacher.stage.size == student.stage.size == vae.stage.size
+    assert teacher.stage.cache_dir == student.stage.cache_dir is not None  # one preprocessing cache for both
+    assert (teacher.stage.latent_frames, teacher.stage.window_stride) == (student.stage.latent_frames,
+                                                                          student.stage.window_stride)
