@@ -13,8 +13,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-EXIT_INTERRUPTED = 130
-
 
 def add_parser(commands: argparse._SubParsersAction) -> str:
     parser = commands.add_parser("train", help="train a registered stage from a TOML config (also under torchrun)")
@@ -45,6 +43,7 @@ def _import_plugin(spec: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .cli import EXIT_INTERRUPTED
     from .training.checkpoint import ResumeError
     from .training.config import load_config
     from .training.registry import get_stage, stage_names

@@ -109,6 +109,10 @@ def test_cli_trains_resumes_and_reports_errors(tmp_path, capsys):
                  "--resume", "--steps", "3", "--set", "trainer.lr=2e-4"]) == 0
     state = json.loads((out / "checkpoints" / "step_00000003" / "state.json").read_text())
     assert state["step"] == 3 and state["trainer_config"]["lr"] == 2e-4
+    assert main(["train", "toy_regression", "--import", TOY, "--config", str(config), "--out", str(tmp_path / "stop"),
+                 "--steps", "5", "--set", "stage.interrupt_at=1"]) == 130
+    assert "continue with --resume" in capsys.readouterr().out
+    assert (tmp_path / "stop" / "checkpoints" / "latest").read_text().strip() == "step_00000002"
     assert main(["train", "toy_regression", "--import", TOY, "--config", str(config), "--set", "stage.widht=3"]) == 2
     assert "unknown key(s) widht" in capsys.readouterr().err
     assert main(["train", "no_such_stage"]) == 2
