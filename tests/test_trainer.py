@@ -267,3 +267,19 @@ def test_loader_workers_do_not_change_the_data_order(tmp_path):
         trainer.run()
         runs.append(full_state(trainer))
     assert_bitwise_equal(runs[0], runs[1])
+
+
+def test_sigterm_saves_a_resumable_checkpoint_and_restores_the_handler(tmp_path):
+    import os
+    import signal
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def preempt(trainer, step, logs):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    result = make_trainer(tmp_path, {"steps": 6}, callbacks=[preempt]).run()
+    assert result.interrupted and result.step == 2 and result.checkpoint.name == "step_00000002"
+    assert signal.getsignal(signal.SIGTERM) == previous
+    assert make_trainer(tmp_path, {"steps": 6}, resume=True).run().step == 6
