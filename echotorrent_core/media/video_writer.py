@@ -151,7 +151,7 @@ class Mp4StreamWriter:
         layout = AUDIO_LAYOUTS[self._audio.shape[0]]
         while end - self._audio_samples_written >= frame_size or (final and end > self._audio_samples_written):
             stop = min(self._audio_samples_written + frame_size, end)
-            block = np.ascontiguousarray(self._audio[:, self._audio_samples_written : stop])
+            block = np.ascontiguousarray(np.clip(self._audio[:, self._audio_samples_written : stop], -1.0, 1.0))
             frame = av.AudioFrame.from_ndarray(block, format="fltp", layout=layout)
             frame.sample_rate = self.audio_rate
             frame.pts = self._audio_samples_written
@@ -190,7 +190,8 @@ def _check_even_size(width: int, height: int) -> tuple[int, int]:
 
 
 def _prepare_audio(audio: torch.Tensor | None, audio_rate: int | None) -> tuple[np.ndarray | None, int | None]:
-    """Validate the soundtrack; returns (`[C, S]` float32 in [-1, 1] at a rate AAC supports, that rate)."""
+    """Validate the soundtrack; returns (`[C, S]` float32 at a rate AAC supports, that rate): a view of `audio`
+    when it is float32 on the CPU at such a rate (not copied; samples are clipped to [-1, 1] when encoded)."""
     if audio is None:
         if audio_rate is not None:
             raise ValueError("audio_rate was given without audio; pass both or neither")
@@ -212,7 +213,7 @@ def _prepare_audio(audio: torch.Tensor | None, audio_rate: int | None) -> tuple[
     if audio_rate not in av.codec.Codec("aac", "w").audio_rates:
         channels = AF.resample(channels, orig_freq=audio_rate, new_freq=FALLBACK_AUDIO_RATE)
         rate = FALLBACK_AUDIO_RATE
-    return channels.clamp(-1.0, 1.0).numpy(), rate
+    return channels.numpy(), rate  # float32 CPU audio is read in place, no copy; clipped per AAC frame
 
 
 def _frames_to_uint8(frames: torch.Tensor | np.ndarray, height: int, width: int) -> np.ndarray:
