@@ -18,6 +18,7 @@ from .layers import HEAD_CENTRE, background_layer, body_layer, head_layer
 
 ARC_POINTS = 24
 CAVITY_COLOUR, TONGUE_COLOUR, TEETH_COLOUR = (52, 16, 20), (150, 60, 65), (232, 226, 205)  # inner mouth
+TEETH_SHARE = 0.45  # upper teeth cover at most this share of the opening: the dark cavity stays visible
 MAX_OPEN = 0.30  # inner-mouth height at mouth_open = 1, as a fraction of the face half-height b
 
 
@@ -210,7 +211,7 @@ class FaceRenderer:
                 tongue_top = low[:, 1] - 0.35 * (low[:, 1] - up[:, 1])
                 tongue = np.r_[np.stack([HEAD_CENTRE[0] + (low[:, 0] - HEAD_CENTRE[0]) * 0.9, tongue_top], 1), low[::-1]]
                 pdraw.polygon(local(project(tongue, 0.6)), fill=TONGUE_COLOUR)
-                teeth_bottom = np.minimum(up[:, 1] + s.teeth * 0.07 * b, low[:, 1])
+                teeth_bottom = up[:, 1] + np.minimum(s.teeth * 0.07 * b, TEETH_SHARE * (low[:, 1] - up[:, 1]))
                 teeth = np.r_[up, np.stack([up[:, 0], teeth_bottom], 1)[::-1]]
                 pdraw.polygon(local(project(teeth, 0.6)), fill=TEETH_COLOUR)
 
