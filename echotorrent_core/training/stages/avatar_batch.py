@@ -71,7 +71,8 @@ def text_features(model: torch.nn.Module, batch: dict, size: int) -> torch.Tenso
     text = batch.get("text")
     if text is None:
         weight = model.text_embedding[0].weight
-        return weight.new_zeros(size, model.cfg.text_len, model.cfg.text_dim)
+        # torch.zeros, not weight.new_zeros: under FSDP2 the latter would be a sharded (DTensor) zeros
+        return torch.zeros(size, model.cfg.text_len, model.cfg.text_dim, dtype=weight.dtype, device=weight.device)
     return text
 
 

@@ -92,7 +92,7 @@ class StudentConfig(AvatarDataConfig):
 class StudentStage(Stage):
     name = "student"
     Config = StudentConfig
-    fsdp_forward_methods = ("forward_chunk",)
+    fsdp_forward_methods = ("prepare_conditioning", "forward_chunk", "cross_attn.context_kv")
 
     def __init__(self, config: StudentConfig, trainer_config, device: torch.device) -> None:
         super().__init__(config, trainer_config, device)

@@ -47,6 +47,7 @@ class TeacherConfig(AvatarDataConfig):
 class TeacherStage(Stage):
     name = "teacher"
     Config = TeacherConfig
+    fsdp_forward_methods = ("prepare_conditioning", "forward_chunk", "cross_attn.context_kv")
 
     def __init__(self, config: TeacherConfig, trainer_config, device: torch.device) -> None:
         super().__init__(config, trainer_config, device)
