@@ -3,8 +3,8 @@ generation workflow on the tiny random model: frames appear while the run goes o
 playing on the clock the frames follow; the whole result replays; a reload mid-run resumes; several prompts and
 two tabs each play their own; removing the node mid-run raises nothing.
 
-The runs are made long enough to watch by size (the tiny model at 256x192 streams at about real time on a CPU),
-not by sleeps. Screenshots go to .cache/test-artifacts/stream_player/.
+The runs are made long enough to watch by size (the tiny model at 256x192 streams at about real time on an idle
+CPU core), not by sleeps. Screenshots go to .cache/test-artifacts/stream_player/.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from stream_player_page import (
 pytestmark = pytest.mark.browser
 
 SIZE = (256, 192)  # width, height: slow enough on a CPU to watch the run, small enough to stay quick
+SMALL_SIZE = (128, 96)  # where only the order and ownership of runs matter
 FPS = 25
 SPEECH = {"echotorrent_player_4s.wav": 4.0, "echotorrent_player_8s.wav": 8.0, "echotorrent_player_2s.wav": 2.0}
 RUN_TIMEOUT = 180.0  # seconds for a run and its playback on a busy 2-core machine
@@ -186,7 +187,7 @@ def test_queued_prompts_and_two_tabs_each_play_their_own(tabs: list[tuple[Page, 
     (first_tab, first_console), (second_tab, second_console) = tabs
     assert client_id(first_tab) != client_id(second_tab)
     marks = first_console.mark(), second_console.mark()
-    nodes = [load_generate_workflow(tab, "echotorrent_player_2s.wav", SIZE, seed=2) for tab in (first_tab, second_tab)]
+    nodes = [load_generate_workflow(tab, "echotorrent_player_2s.wav", SMALL_SIZE, seed=2) for tab in (first_tab, second_tab)]
     first_prompts = [queue(first_tab)]
     set_seed(first_tab, nodes[0], 3)
     first_prompts.append(queue(first_tab))
@@ -222,12 +223,13 @@ def test_queued_prompts_and_two_tabs_each_play_their_own(tabs: list[tuple[Page, 
 
 def test_removing_the_node_mid_run_raises_nothing(app_page: tuple[Page, ConsoleLog], player_server: ComfyServer):
     page, console = app_page
-    node = load_generate_workflow(page, "echotorrent_player_2s.wav", SIZE, seed=4)
+    node = load_generate_workflow(page, "echotorrent_player_4s.wav", SIZE, seed=4)
     mark = console.mark()
     prompt = queue(page)
-    wait_for_player(page, node, lambda s: any(painted(p) for p in playbacks_of(s, prompt, "live")), RUN_TIMEOUT,
-                    "the first live frame")
+    playing = wait_for_player(page, node, lambda s: any(painted(p) for p in playbacks_of(s, prompt, "live")),
+                              RUN_TIMEOUT, "the first live frame")
     page.evaluate("id => app.graph.remove(app.graph.getNodeById(id))", node)
+    assert not run_of(playing, prompt)["complete"]  # removed while chunks were still coming
     assert page.evaluate("() => document.querySelectorAll('.echotorrent-player').length") == 0
     assert player_server.wait_for(prompt, RUN_TIMEOUT)["status"]["status_str"] == "success"
     page.wait_for_timeout(500)  # chunks and the end event keep arriving for the removed node
@@ -240,7 +242,7 @@ def test_save_stream_node_plays_live_and_links_the_written_file(
     app_page: tuple[Page, ConsoleLog], player_server: ComfyServer
 ):
     page, console = app_page
-    node = load_long_stream_workflow(page, "echotorrent_player_2s.wav", SIZE, seed=5)
+    node = load_long_stream_workflow(page, "echotorrent_player_2s.wav", SMALL_SIZE, seed=5)
     mark = console.mark()
     prompt = queue(page)
     state = wait_for_player(page, node, lambda s: any(p["state"] == "ended" for p in playbacks_of(s, prompt, "live")),
