@@ -30,6 +30,7 @@ from ...data.synthtalk.phones import PHONE_ID, PHONES, SILENCE
 from ...models.wav2vec import AudioEncoder, normalize_waveform
 from ..registry import register_stage
 from ..stage import Stage
+from .network_init import initial_network
 from .phone_windows import prepare_phone_windows
 from .sample_files import TensorSamples, file_fingerprint, split_samples
 
@@ -109,12 +110,10 @@ class AudioEncoderStage(Stage):
 
     def __init__(self, config: AudioEncoderStageConfig, trainer_config, device: torch.device) -> None:
         super().__init__(config, trainer_config, device)
-        if config.init:
-            encoder = load_audio_encoder(config.init, dtype=torch.float32)[0]
-        else:
-            base = get_preset(config.preset).wav2vec
-            torch.manual_seed(trainer_config.seed)
-            encoder = AudioEncoder(Wav2VecConfig.from_dict(base.to_dict() | config.wav2vec))
+        encoder = initial_network(
+            config.init, lambda path: load_audio_encoder(path, dtype=torch.float32)[0],
+            lambda: AudioEncoder(Wav2VecConfig.from_dict(get_preset(config.preset).wav2vec.to_dict() | config.wav2vec)),
+            trainer_config.seed)
         self.probe = PhoneProbe(encoder, len(PHONES))
         self.cache_dir = Path(config.cache_dir or Path(trainer_config.out_dir) / "data")
         self._datasets: dict[str, TensorSamples | None] = {}

@@ -25,6 +25,7 @@ from ..losses.reconstruction import ReconstructionWeights, reconstruction_loss
 from ..registry import register_stage
 from ..stage import Stage
 from .frame_windows import prepare_frame_windows
+from .network_init import initial_network
 from .sample_files import TensorSamples, file_fingerprint, split_samples
 
 
@@ -108,12 +109,10 @@ class VAEStage(Stage):
 
     def __init__(self, config: VAEStageConfig, trainer_config, device: torch.device) -> None:
         super().__init__(config, trainer_config, device)
-        if config.init:
-            self.vae = load_vae(config.init, dtype=torch.float32)[0]
-        else:
-            base = get_preset(config.preset).vae
-            torch.manual_seed(trainer_config.seed)
-            self.vae = WanVAE(VAEConfig.from_dict(base.to_dict() | config.vae))
+        self.vae = initial_network(
+            config.init, lambda path: load_vae(path, dtype=torch.float32)[0],
+            lambda: WanVAE(VAEConfig.from_dict(get_preset(config.preset).vae.to_dict() | config.vae)),
+            trainer_config.seed)
         self.weights = ReconstructionWeights(config.l1, config.ssim, config.high_frequency, config.kl,
                                              config.ssim_window)
         self.cache_dir = Path(config.cache_dir or Path(trainer_config.out_dir) / "data")
