@@ -18,7 +18,7 @@ EXIT_INTERRUPTED = 130
 
 # Modules (relative to this package) that each define `add_parser(commands) -> str` (registers one subcommand and
 # returns its name) and `run(args) -> int`. Imported when the parser is built; heavy imports belong inside `run`.
-COMMAND_MODULES: tuple[str, ...] = ("cli_data", "cli_train", "cli_eval", "cli_cache")
+COMMAND_MODULES: tuple[str, ...] = ("cli_data", "cli_train", "cli_eval", "cli_cache", "cli_recipe")
 
 
 def _add_generate(commands: argparse._SubParsersAction) -> None:

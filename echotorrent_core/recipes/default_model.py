@@ -1,0 +1,224 @@
+"""The default model's recipe: `echotorrent recipe default-model --out RUN [--quick] [--jobs N]` trains, from an
+empty folder and with the training foundation's stages only, the small model set the package ships, evaluates it
+with the independent metrics and packages it. Every step is resumable: rerun the same command after a crash or
+Ctrl-C; finished steps (same config and inputs) are skipped, an interrupted stage resumes from its checkpoint.
+
+Steps (folders under RUN; commands run in RUN with relative paths, all recorded in the manifest):
+1. `data`: SynthTalk clips (`synthtalk_plan.DEFAULT_PLAN`, data seed 0): train split of the calm / expressive /
+   singing domains at 128 px; held-out split (held-out identities; voices never used in training: flite awb,
+   espeak RP f4, the formant soprano and the real LibriVox recordings) -> `data/`. `drift`: long (60 s) held-out
+   clips -> `drift/` (evaluation only).
+2. `audio_encoder` (configs/audio_encoder.toml): a wav2vec2-layout encoder (4 layers x 128) trained from scratch
+   to classify the ground-truth phone at every video frame from a softmax mix of its layers, over all training
+   voices, with gain / noise augmentation. In: `data/` audio + phone_segments. Out:
+   `audio_encoder/export/audio_encoder.safetensors`; held-out phone accuracy vs the majority class in its log.
+3. `vae` (configs/vae.toml), in parallel with 2 when `--jobs` >= 2: a small Wan-layout causal VAE (z 16, 8x
+   spatial / 4x temporal) trained with L1 + SSIM + Laplacian detail + KL on face-centred 128 px windows (64 px
+   random crops); export measures the latent mean / std. Out: `vae/export/vae.safetensors`.
+4. `teacher` (configs/teacher.toml): a bidirectional audio-conditioned Wan DiT (dim 192 x 6 blocks) trained by flow
+   matching on the streaming layout (portrait latent clean at t = 0, 6 latent frames), text / audio dropout for
+   CFG. In: the cache of VAE latents + audio features of `data/` (built once into `avatar_data/`). Out:
+   `teacher/export/teacher.safetensors`.
+5. `student` (configs/student.toml): the causal few-step student, initialised from the teacher, regressed (ODE
+   regression, CausVid) onto teacher trajectories under audio CFG at its own 2 timesteps, on the block-causal
+   chunk layout it streams with (chunk 3, window 6, sink 1; noisy and clean context chunks). One DiT pass per step,
+   no CFG at inference. Out: `student/export/student.safetensors` + `student_stream.json`.
+6. `sync_expert`: the shipped sync expert (`metrics/weights/`) when present, else trained here on `data/`'s train
+   split (ground truth only, never on generated video).
+7. `bundle`: `bundle/` = student as `dit.safetensors`, the VAE, the audio encoder, `bundle.json` (128 x 128,
+   the student's stream settings).
+8. `evaluate` (`evaluation.py`): the bundle streams every held-out clip and the drift clips; sync expert and
+   landmark sync vs a shuffled-audio control, identity, detail, drift, real-time factor -> `eval/metrics.json`.
+9. `bundle/manifest.json`: commands, configs (copied), stage wall times, data seed and clip ids, metrics, sha256
+   of every file, asset sources and licences.
+`--quick` is the same recipe with the `*_quick.toml` configs and a handful of 64 px clips (CI, minutes).
+
+On GPUs the recipe is the same commands: the stages take `[trainer] device` (auto = CUDA when present), bf16
+autocast and `torchrun` (DDP / FSDP2) for larger presets; raise `batch_size`, data (clips per domain) and the DiT /
+VAE widths in the TOML files; data rendering and the metrics stay on the CPU (run more `--jobs`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from ..training import __file__ as _training_init
+from .runner import RecipeRun, sha256_file, sha256_json
+from .synthtalk_plan import DEFAULT_PLAN, QUICK_PLAN, DataPlan, write_clips
+
+CONFIG_DIR = Path(_training_init).resolve().parent / "configs"
+STAGES = ("audio_encoder", "vae", "teacher", "student")
+VAE = "vae/export/vae.safetensors"
+AUDIO_ENCODER = "audio_encoder/export/audio_encoder.safetensors"
+TEACHER = "teacher/export/teacher.safetensors"
+STUDENT = "student/export/student.safetensors"
+STAGE_SETS = {
+    "audio_encoder": ["stage.data=data"],
+    "vae": ["stage.data=data"],
+    "teacher": ["stage.data=data", f"stage.vae={VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
+                "stage.cache_dir=avatar_data"],
+    "student": ["stage.data=data", f"stage.vae={VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
+                f"stage.teacher={TEACHER}", "stage.cache_dir=avatar_data"],
+}
+STAGE_INPUTS = {"audio_encoder": ["data/index.json"], "vae": ["data/index.json"],
+                "teacher": ["data/index.json", VAE, AUDIO_ENCODER],
+                "student": ["data/index.json", VAE, AUDIO_ENCODER, TEACHER]}
+QUICK_SYNC_STEPS = 20
+
+
+def copy_configs(run: RecipeRun, quick: bool) -> dict[str, str]:
+    """The stage configs pinned in `RUN/configs/` (copied from the package on the first run, then reused, so a
+    resumed run keeps its configs); returns {stage: path relative to RUN}."""
+    folder = run.root / "configs"
+    folder.mkdir(exist_ok=True)
+    chosen = {}
+    for stage in STAGES:
+        source = CONFIG_DIR / f"{stage}{'_quick' if quick else ''}.toml"
+        target = folder / f"{stage}.toml"
+        if not target.is_file():
+            shutil.copyfile(source, target)
+        elif target.read_bytes() != source.read_bytes():
+            run.log(f"note: {target} (pinned at the first run) differs from {source}; delete it to take the new one")
+        chosen[stage] = f"configs/{stage}.toml"
+    return chosen
+
+
+def _threads(parallel: int) -> int:
+    return max(1, (os.cpu_count() or 1) // parallel)
+
+
+def _data_steps(run: RecipeRun, plan: DataPlan, jobs: int) -> None:
+    for name, specs in (("data", plan.specs()), ("drift", plan.drift_specs())):
+        key = sha256_json([spec.__dict__ for spec in specs])
+        run.step(name, key, lambda n=name, s=specs: [write_clips(run.root / n, s, jobs, run.log)], folder=name)
+
+
+def _sync_expert(run: RecipeRun, quick: bool) -> Path:
+    from ..metrics.sync_expert import SHIPPED_WEIGHTS
+    from ..metrics.sync_expert_recipe import train_and_save
+    from ..metrics.train_sync import SyncTrainingConfig
+
+    if SHIPPED_WEIGHTS.is_file():
+        run.log(f"sync expert: the shipped {SHIPPED_WEIGHTS} (sha256 {sha256_file(SHIPPED_WEIGHTS)[:12]})")
+        return SHIPPED_WEIGHTS
+    config = SyncTrainingConfig(steps=QUICK_SYNC_STEPS) if quick else SyncTrainingConfig()
+    out = run.root / "sync_expert" / "sync_expert.safetensors"
+    key = sha256_json({"config": config.__dict__, "data": sha256_file(run.root / "data/index.json")})
+
+    def action() -> list[Path]:
+        train_and_save(run.root / "data", out, config, run.root / "metrics_cache",
+                       "echotorrent recipe default-model (step sync_expert)", progress=False)
+        return [out, out.with_suffix(".json")]
+
+    run.step("sync_expert", key, action, folder="sync_expert")
+    return out
+
+
+def _bundle_step(run: RecipeRun, size: int) -> Path:
+    import json
+
+    from .bundle import write_bundle
+
+    stream = json.loads((run.root / "student/export/student_stream.json").read_text())
+    key = sha256_json({"files": [sha256_file(run.root / p) for p in (STUDENT, VAE, AUDIO_ENCODER)], "size": size})
+    bundle = run.root / "bundle"
+    run.step("bundle", key, lambda: write_bundle(bundle, run.root / STUDENT, run.root / VAE,
+                                                 run.root / AUDIO_ENCODER, stream, size))
+    return bundle
+
+
+def _evaluate_step(run: RecipeRun, bundle: Path, expert_path: Path, limit: int | None) -> Path:
+    from ..metrics.report import write_json
+    from ..metrics.sync_expert import load_sync_expert
+    from ..pipeline import bundle_paths, load_bundle
+    from .evaluation import evaluate_bundle
+
+    out = run.root / "eval"
+    files = [bundle / "dit.safetensors", bundle / "vae.safetensors", bundle / "audio_encoder.safetensors",
+             bundle / "bundle.json", run.root / "data/index.json", run.root / "drift/index.json", expert_path]
+    key = sha256_json({"files": [sha256_file(p) for p in files], "limit": limit})
+
+    def action() -> list[Path]:
+        torch.set_num_threads(os.cpu_count() or 1)
+        paths = bundle_paths(bundle)
+        model = load_bundle(paths["dit"], paths["vae"], paths["audio_encoder"])
+        metrics = evaluate_bundle(model, bundle, run.root / "data", run.root / "drift", out,
+                                  load_sync_expert(expert_path), limit)
+        return [write_json(out / "metrics.json", metrics)]
+
+    run.step("evaluate", key, action, folder="eval")
+    return out / "metrics.json"
+
+
+def stage_evaluations(run: RecipeRun) -> dict[str, dict]:
+    """The last held-out evaluation record of every stage's log (e.g. the audio encoder's phone accuracy)."""
+    from ..training.logging_jsonl import read_log
+
+    found = {}
+    for stage in STAGES:
+        records = [r for r in read_log(run.root / stage / "log.jsonl") if r.get("kind") == "eval"] \
+            if (run.root / stage / "log.jsonl").is_file() else []
+        if records:
+            found[stage] = records[-1]
+    return found
+
+
+def _manifest(run: RecipeRun, bundle: Path, plan: DataPlan, configs: dict[str, str], metrics: Path,
+              expert: Path, command: list[str]) -> Path:
+    import json
+
+    from .bundle import write_manifest
+
+    state = run.state()["steps"]
+    stages = [{"name": name, "command": state[name]["command"], "wall_seconds": state[name]["seconds"],
+               "exports": state[name]["outputs"]} for name in STAGES]
+    other = {name: {"wall_seconds": record["seconds"], "outputs": record["outputs"]}
+             for name, record in state.items() if name not in STAGES}
+    content = {
+        "name": "echotorrent default model" + (" (quick recipe)" if plan is QUICK_PLAN else ""),
+        "command": " ".join(command), "cwd_note": "stage commands run inside the recipe's output folder",
+        "data_seed": plan.seed,
+        "data": {"plan": {k: v for k, v in plan.__dict__.items()},
+                 "clips": [s.clip_id for s in plan.specs()], "drift_clips": [s.clip_id for s in plan.drift_specs()],
+                 "index_sha256": sha256_file(run.root / "data/index.json")},
+        "stages": stages, "other_steps": other,
+        "total_wall_seconds": round(sum(r["seconds"] for r in state.values()), 1),
+        "stage_heldout": stage_evaluations(run),
+        "sync_expert": {"path": str(expert), "sha256": sha256_file(expert)},
+        "metrics": json.loads(metrics.read_text()),
+    }
+    return write_manifest(bundle, [run.root / path for path in configs.values()], content)
+
+
+def run_default_model(out: str | Path, quick: bool = False, jobs: int = 2, eval_limit: int | None = None,
+                      command: list[str] | None = None) -> Path:
+    """Run (or resume) the whole recipe into `out`; returns the bundle folder (`out/bundle`)."""
+    run = RecipeRun(out)
+    plan = QUICK_PLAN if quick else DEFAULT_PLAN
+    command = command or ["echotorrent", "recipe", "default-model", "--out", str(run.root)] + \
+        (["--quick"] if quick else []) + ["--jobs", str(jobs)]
+    run.log(f"recipe default-model{' (quick)' if quick else ''} in {run.root}, {jobs} job(s), "
+            f"{os.cpu_count()} CPU(s), python {sys.version.split()[0]}, torch {torch.__version__}")
+    configs = copy_configs(run, quick)
+    _data_steps(run, plan, jobs)
+    train = lambda stage, threads: run.train_step(stage, configs[stage], stage, STAGE_SETS[stage],
+                                                  STAGE_INPUTS[stage], threads)
+    parallel = 2 if jobs >= 2 else 1
+    with ThreadPoolExecutor(parallel) as pool:
+        futures = [pool.submit(train, stage, _threads(parallel)) for stage in ("audio_encoder", "vae")]
+        for future in futures:
+            future.result()
+    train("teacher", _threads(1))
+    train("student", _threads(1))
+    expert = _sync_expert(run, quick)
+    bundle = _bundle_step(run, plan.size)
+    metrics = _evaluate_step(run, bundle, expert, eval_limit)
+    manifest = _manifest(run, bundle, plan, configs, metrics, expert, command)
+    run.log(f"finished: bundle {bundle}, manifest {manifest}")
+    return bundle

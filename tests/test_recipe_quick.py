@@ -1,0 +1,67 @@
+"""The default-model recipe end to end at CI size (`--quick`): SynthTalk data, the four stages, evaluation and the
+bundle; the bundle loads and streams, its manifest's hashes match the files, and a rerun skips every step."""
+
+from __future__ import annotations
+
+import json
+
+from echotorrent_core.cli import main
+from echotorrent_core.data.clip_folder import scan_clip_folder
+from echotorrent_core.media import read_video_frames
+from echotorrent_core.pipeline import bundle_defaults, bundle_paths, generate_to_file, load_bundle
+from echotorrent_core.recipes.bundle import verify_manifest
+from echotorrent_core.recipes.default_model import STAGES
+from echotorrent_core.recipes.evaluation import bundle_settings
+from echotorrent_core.recipes.runner import RecipeRun
+
+
+def test_quick_recipe_trains_a_bundle_that_streams_and_resumes(tmp_path) -> None:
+    run = tmp_path / "run"
+    assert main(["recipe", "default-model", "--out", str(run), "--quick", "--jobs", "1"]) == 0
+    bundle = run / "bundle"
+    assert verify_manifest(bundle) == []
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert [stage["name"] for stage in manifest["stages"]] == list(STAGES)
+    assert all(stage["wall_seconds"] > 0 and stage["command"][:2] == ["echotorrent", "train"]
+               for stage in manifest["stages"])
+    assert manifest["data_seed"] == 0 and manifest["model_bytes"] <= 40 * 2**20
+    assert any(row["voice name(s)"] == "`librivox`" for row in manifest["assets"]["speech"])
+    assert "eval/majority_acc" in manifest["stage_heldout"]["audio_encoder"]
+    assert manifest["metrics"]["heldout"]["clips"] == 2 and "worst_real_time_factor" in manifest["metrics"]["speed"]
+
+    defaults = bundle_defaults(bundle)
+    assert (defaults["height"], defaults["steps"], defaults["guidance"]) == (64, 2, "single")
+    paths = bundle_paths(bundle)
+    model = load_bundle(paths["dit"], paths["vae"], paths["audio_encoder"])
+    clip = next(e for e in scan_clip_folder(run / "data") if e.split == "heldout")
+    portrait = run / "eval" / "heldout" / "portraits" / f"{clip.id}.png"
+    result = generate_to_file(model, portrait, clip.video, tmp_path / "out.mp4", 64, 64, bundle_settings(bundle))
+    assert result.chunks >= 2 and result.frames == clip.frames
+    frames, _, audio, _ = read_video_frames(tmp_path / "out.mp4")
+    assert tuple(frames.shape) == (clip.frames, 64, 64, 3) and audio is not None
+
+    log_before = (run / "recipe.log").read_text()
+    assert main(["recipe", "default-model", "--out", str(run), "--quick", "--jobs", "1"]) == 0
+    rerun = (run / "recipe.log").read_text()[len(log_before):]
+    assert all(f"skip {name}:" in rerun for name in ("data", "drift", *STAGES, "bundle", "evaluate"))
+    assert "start " not in rerun
+
+
+def test_a_step_reruns_when_its_key_changes_and_its_old_folder_is_moved_aside(tmp_path) -> None:
+    run = RecipeRun(tmp_path)
+    calls = []
+
+    def action(text: str):
+        def write():
+            calls.append(text)
+            (tmp_path / "work").mkdir(exist_ok=True)
+            path = tmp_path / "work" / "out.txt"
+            path.write_text(text)
+            return [path]
+        return write
+
+    first = run.step("work", "key-1", action("a"), folder="work")
+    assert run.step("work", "key-1", action("b"), folder="work") == first and calls == ["a"]
+    second = run.step("work", "key-2", action("c"), folder="work")
+    assert calls == ["a", "c"] and second["key"] == "key-2"
+    assert (tmp_path / "work.stale-1" / "out.txt").read_text() == "a"
