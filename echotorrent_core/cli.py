@@ -44,14 +44,16 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--height", type=int, default=None, help="output height, multiple of 16 (default: bundle's)")
     parser.add_argument("--width", type=int, default=None, help="output width, multiple of 16 (default: bundle's)")
-    parser.add_argument("--steps", type=int, default=4, help="denoising steps per chunk")
-    parser.add_argument("--shift", type=float, default=5.0, help="flow-matching timestep shift")
-    parser.add_argument("--solver", choices=("few_step", "euler"), default="few_step")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: bundle's, else 4)")
+    parser.add_argument("--shift", type=float, default=None, help="flow-matching timestep shift (default: bundle's, else 5)")
+    parser.add_argument("--solver", choices=("few_step", "euler"), default=None, help="default: bundle's, else few_step")
     parser.add_argument("--guidance", choices=[m.value for m in GuidanceMode], default=GuidanceMode.SINGLE.value)
     parser.add_argument("--text-scale", type=float, default=5.0, help="text CFG scale (text_audio_cfg)")
     parser.add_argument("--audio-scale", type=float, default=4.0, help="audio CFG scale (audio_cfg, text_audio_cfg)")
-    parser.add_argument("--chunk-frames", type=int, default=3, help="latent frames per chunk (x4 video frames)")
-    parser.add_argument("--window-frames", type=int, default=6, help="latent frames kept in the rolling KV window")
+    parser.add_argument("--chunk-frames", type=int, default=None,
+                        help="latent frames per chunk (x4 video frames; default: bundle's, else 3)")
+    parser.add_argument("--window-frames", type=int, default=None,
+                        help="latent frames kept in the rolling KV window (default: bundle's, else 6)")
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--loudness", type=float, default=-23.0,
                         help="LUFS the speech is normalised to before encoding (the mp4 keeps the original)")
@@ -103,8 +105,11 @@ def _generate(args: argparse.Namespace) -> int:
         if bundle.dit.cfg.image_dim is None:
             raise ValueError("--clip-features is only for image-to-video checkpoints; this DiT has no CLIP branch")
         clip_features = load_clip_features(args.clip_features, bundle.dit.cfg.image_dim)
-    settings = StreamSettings(chunk_frames=args.chunk_frames, window_frames=args.window_frames, steps=args.steps,
-                              shift=args.shift, solver=args.solver, fps=args.fps, seed=args.seed)
+    chosen = lambda name, fallback: getattr(args, name) if getattr(args, name) is not None else \
+        defaults.get(name, fallback)  # noqa: E731
+    settings = StreamSettings(chunk_frames=chosen("chunk_frames", 3), window_frames=chosen("window_frames", 6),
+                              steps=chosen("steps", 4), shift=chosen("shift", 5.0), solver=chosen("solver", "few_step"),
+                              fps=args.fps, seed=args.seed)
     guidance = GuidancePolicy(mode=GuidanceMode(args.guidance), text_scale=args.text_scale,
                               audio_scale=args.audio_scale)
     height = args.height or defaults.get("height", 480)
