@@ -63,10 +63,11 @@ def _check_complete(path: Path, seconds: float) -> None:
 @pytest.mark.xfail(
     strict=True, raises=AssertionError,
     reason="measured 2026-12-01: VmHWM +6.5% (907.8 -> 966.8 MiB), VmRSS +5.1% at 3 min vs 30 s. The video path is "
-           "flat (a second 3-minute run adds 1.7 MiB; the live-player events ruled out by patching them away); the "
-           "growth is full-length copies of the speech made while loading and encoding it (core LoadAudio decode, "
-           "mono mix, loudness gain, wav2vec normalisation: ~11.5 MB each at 16 kHz) that glibc keeps in the heap "
-           "(malloc_trim returns ~40 MB). Remove this marker once the audio path stops copying the whole track.",
+           "flat (a second 3-minute run adds 1.7 MiB; the live-player events ruled out by patching them away). Of the "
+           "59 MiB, core LoadAudio's decode of the 3-minute file peaks 39 MiB above its 30 s decode (10 MiB) and keeps "
+           "the 11 MiB track in ComfyUI's cache; the rest is the pack's full-length audio copies (mono mix, loudness "
+           "gain, wav2vec normalisation) kept in the heap by glibc (malloc_trim returns ~40 MiB). Remove this marker "
+           "once the audio no longer needs whole-track copies.",
 )
 def test_memory_stays_flat_from_30_seconds_to_3_minutes(server: ComfyServer):
     figures = {}
