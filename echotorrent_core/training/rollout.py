@@ -75,6 +75,8 @@ def rollout(
     exit_steps: Sequence[int] | None = None,
     grad_chunks: Collection[int] = (),
     generator: torch.Generator | None = None,
+    init_latents: torch.Tensor | None = None,
+    start_step: int = 0,
 ) -> RolloutResult:
     """Generate `num_chunks` chunks of B streams.
 
@@ -82,7 +84,9 @@ def rollout(
     row per output video frame (None for a model without audio layers); text / negative_text `[B, L_text, text_dim]`
     (None = the empty text, as the sampler's default); guidance the sampler's policy (default single pass);
     exit_steps per chunk in `[0, steps)`; grad_chunks the chunk indices whose exit pass keeps gradients; generator
-    the CPU noise generator (default: seeded with `settings.seed`, as the sampler).
+    the CPU noise generator (default: seeded with `settings.seed`, as the sampler). init_latents
+    `[B, C, chunks * n, h, w]` with start_step k > 0 start every chunk SDEdit-style from those latents noised to
+    the k-th timestep (the chunk's noise draw, `x_t = (1 - s) x0 + s eps`) and run steps k .. exit only.
     """
     check_avatar_model(student)
     if reference_latent.ndim != 5 or reference_latent.shape[2] != settings.sink_frames:
@@ -98,6 +102,9 @@ def rollout(
     exits = tuple([steps - 1] * num_chunks if exit_steps is None else (int(e) for e in exit_steps))
     if len(exits) != num_chunks or any(not 0 <= e < steps for e in exits):
         raise ValueError(f"exit_steps must give one step in [0, {steps}) per chunk ({num_chunks}), got {list(exits)}")
+    if (init_latents is None) != (start_step == 0) or any(e < start_step for e in exits):
+        raise ValueError(f"init_latents and a start_step in (0, min(exit_steps)] go together, got start_step "
+                         f"{start_step} with init_latents {'given' if init_latents is not None else 'None'}")
     generator = generator or torch.Generator().manual_seed(settings.seed)
     param = next(student.parameters())
     dtype, device = param.dtype, param.device
@@ -132,7 +139,11 @@ def rollout(
         chunk_conditions = {v: c.audio_frames(start, start + n) for v, c in conditions.items()}
         frame_indices = torch.arange(start - sink, start - sink + n, device=device)
         x = noise((size, channels, n, h, w))
-        for i in range(exit_step + 1):
+        if init_latents is not None:
+            t_start = torch.full((size, n), float(timesteps[start_step]), device=device)
+            x = flow.few_step_transition(init_latents[:, :, chunk * n : (chunk + 1) * n].to(device, torch.float32),
+                                         t_start, noise=x)
+        for i in range(start_step, exit_step + 1):
             t = torch.full((size, n), float(timesteps[i]), device=device)
             with torch.set_grad_enabled(chunk in grad_chunks and i == exit_step and torch.is_grad_enabled()):
                 predictions = {
