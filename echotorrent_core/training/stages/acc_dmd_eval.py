@@ -74,10 +74,11 @@ def teacher_cfg_metrics(teacher: torch.nn.Module, dataset: Dataset, count: int, 
     batch = heldout_batch(dataset, count, device)
     real = batch["latents"][:, :, 1:]
     policy = GuidancePolicy("audio_cfg", audio_scale=audio_scale)
-    sigmas = ode_sigmas(steps, shift, torch.zeros(0))
+    start = torch.tensor([1000.0])  # teacher_trajectory records states at >= 1 timestep; only its endpoint is used
+    sigmas = ode_sigmas(steps, shift, start)
     noise = _noise(tuple(real.shape), device)
-    x = teacher_trajectory(teacher, batch, noise, policy, sigmas, torch.zeros(0))[1]
-    x_other = teacher_trajectory(teacher, _other_audio(batch), noise, policy, sigmas, torch.zeros(0))[1]
+    x = teacher_trajectory(teacher, batch, noise, policy, sigmas, start)[1]
+    x_other = teacher_trajectory(teacher, _other_audio(batch), noise, policy, sigmas, start)[1]
     full_noise = _noise(tuple(batch["latents"].shape), device)
     losses = [float(teacher_loss(teacher, batch, torch.full((real.shape[0],), float(t)), full_noise)[0])
               for t in (sigmas[:-1] * 1000).tolist()]
