@@ -17,7 +17,7 @@ from echotorrent_core.recipes.runner import RecipeRun
 
 def test_quick_recipe_trains_a_bundle_that_streams_and_resumes(tmp_path) -> None:
     run = tmp_path / "run"
-    assert main(["recipe", "default-model", "--out", str(run), "--quick", "--jobs", "1"]) == 0
+    assert main(["recipe", "default-model", "--out", str(run), "--quick", "--jobs", "1", "--threads", "1"]) == 0
     bundle = run / "bundle"
     assert verify_manifest(bundle) == []
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -41,7 +41,7 @@ def test_quick_recipe_trains_a_bundle_that_streams_and_resumes(tmp_path) -> None
     assert tuple(frames.shape) == (clip.frames, 64, 64, 3) and audio is not None
 
     log_before = (run / "recipe.log").read_text()
-    assert main(["recipe", "default-model", "--out", str(run), "--quick", "--jobs", "1"]) == 0
+    assert main(["recipe", "default-model", "--out", str(run), "--quick", "--jobs", "1", "--threads", "1"]) == 0
     rerun = (run / "recipe.log").read_text()[len(log_before):]
     assert all(f"skip {name}:" in rerun for name in ("data", "drift", *STAGES, "bundle", "evaluate"))
     assert "start " not in rerun

@@ -89,8 +89,12 @@ def copy_configs(run: RecipeRun, quick: bool) -> dict[str, str]:
     return chosen
 
 
-def _threads(parallel: int) -> int:
-    return max(1, (os.cpu_count() or 1) // parallel)
+def _threads(parallel: int, threads: int | None) -> int:
+    """Torch threads per training process: `threads`, else $OMP_NUM_THREADS when set, else CPUs // `parallel`
+    (on a machine shared with other jobs, more threads than free cores slow a step down many times)."""
+    if threads is None and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        threads = int(os.environ["OMP_NUM_THREADS"])
+    return max(1, threads or (os.cpu_count() or 1) // parallel)
 
 
 def _data_steps(run: RecipeRun, plan: DataPlan, jobs: int) -> None:
@@ -133,7 +137,7 @@ def _bundle_step(run: RecipeRun, size: int) -> Path:
     return bundle
 
 
-def _evaluate_step(run: RecipeRun, bundle: Path, expert_path: Path, limit: int | None) -> Path:
+def _evaluate_step(run: RecipeRun, bundle: Path, expert_path: Path, limit: int | None, threads: int | None) -> Path:
     from ..metrics.report import write_json
     from ..metrics.sync_expert import load_sync_expert
     from ..pipeline import bundle_paths, load_bundle
@@ -145,7 +149,7 @@ def _evaluate_step(run: RecipeRun, bundle: Path, expert_path: Path, limit: int |
     key = sha256_json({"files": [sha256_file(p) for p in files], "limit": limit})
 
     def action() -> list[Path]:
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(_threads(1, threads))
         paths = bundle_paths(bundle)
         model = load_bundle(paths["dit"], paths["vae"], paths["audio_encoder"])
         metrics = evaluate_bundle(model, bundle, run.root / "data", run.root / "drift", out,
@@ -197,7 +201,7 @@ def _manifest(run: RecipeRun, bundle: Path, plan: DataPlan, configs: dict[str, s
 
 
 def run_default_model(out: str | Path, quick: bool = False, jobs: int = 2, eval_limit: int | None = None,
-                      command: list[str] | None = None) -> Path:
+                      command: list[str] | None = None, threads: int | None = None) -> Path:
     """Run (or resume) the whole recipe into `out`; returns the bundle folder (`out/bundle`)."""
     run = RecipeRun(out)
     plan = QUICK_PLAN if quick else DEFAULT_PLAN
@@ -207,18 +211,18 @@ def run_default_model(out: str | Path, quick: bool = False, jobs: int = 2, eval_
             f"{os.cpu_count()} CPU(s), python {sys.version.split()[0]}, torch {torch.__version__}")
     configs = copy_configs(run, quick)
     _data_steps(run, plan, jobs)
-    train = lambda stage, threads: run.train_step(stage, configs[stage], stage, STAGE_SETS[stage],
-                                                  STAGE_INPUTS[stage], threads)
+    train = lambda stage, count: run.train_step(stage, configs[stage], stage, STAGE_SETS[stage],
+                                                  STAGE_INPUTS[stage], count)
     parallel = 2 if jobs >= 2 else 1
     with ThreadPoolExecutor(parallel) as pool:
-        futures = [pool.submit(train, stage, _threads(parallel)) for stage in ("audio_encoder", "vae")]
+        futures = [pool.submit(train, stage, _threads(parallel, threads)) for stage in ("audio_encoder", "vae")]
         for future in futures:
             future.result()
-    train("teacher", _threads(1))
-    train("student", _threads(1))
+    train("teacher", _threads(1, threads))
+    train("student", _threads(1, threads))
     expert = _sync_expert(run, quick)
     bundle = _bundle_step(run, plan.size)
-    metrics = _evaluate_step(run, bundle, expert, eval_limit)
+    metrics = _evaluate_step(run, bundle, expert, eval_limit, threads)
     manifest = _manifest(run, bundle, plan, configs, metrics, expert, command)
     run.log(f"finished: bundle {bundle}, manifest {manifest}")
     return bundle

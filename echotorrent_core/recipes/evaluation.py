@@ -5,7 +5,7 @@ measures the generated videos against the ground truth; the same videos measured
 
 Result (JSON-able): `heldout` (metric means over all held-out clips), `groups` (means per domain and per voice
 kind: `voice_train` / `voice_heldout` (voices never used in training) / `voice_librivox` (real recordings)),
-`shuffled_audio` (means of the control), `drift` (the long clips), `speed` (seconds per chunk, first chunk,
+`shuffled_audio` (means of the control), `ground_truth` (the instruments on the real clips), `drift` (the long clips), `speed` (seconds per chunk, first chunk,
 real-time factor = generation wall time / video duration, measured while generating; model load excluded),
 `clips` (per-clip rows) and `frechet_mouth`.
 """
@@ -62,43 +62,34 @@ def generate_clips(bundle: ModelBundle, settings: StreamSettings, data: str | Pa
 
 
 def measure_videos(videos: Path, data: str | Path, expert: SyncExpert) -> dict:
-    """Metrics of each generated video against its ground-truth clip (same id in `data`). A video the instruments
-    cannot read (no face found: an untrained model) gives a row with `error` instead of failing the run."""
-    truths = {e.id: e for e in scan_clip_folder(data)}
-    rows, generated, truth_features = [], [], []
-    for entry in scan_clip_folder(videos):
-        truth = load_truth(truths[entry.id])
+    """Metrics of each generated video against its ground-truth clip (same id in `data`), of the same video against
+    the next clip's soundtrack (tiled or cut to length: the shuffled-audio control) and of the ground-truth clip
+    itself (what the instruments read on real sync). A video the instruments cannot read (no face found: an
+    untrained model) gives a row with `error` instead of failing the run."""
+    labels = {e.id: e for e in scan_clip_folder(data)}
+    entries = scan_clip_folder(videos)
+    truths = [load_truth(labels[entry.id]) for entry in entries]
+    rows, shuffled, truth_rows, generated, truth_features = [], [], [], [], []
+    for index, (entry, truth) in enumerate(zip(entries, truths)):
+        partner = truths[(index + 1) % len(truths)]
         try:
             measured = measure_file(entry.video)
             metrics = evaluate_measured(measured, expert, truth.frames[0], truth.frames)
+            samples = measured.audio.shape[1]
+            audio = partner.audio.repeat(1, -(-samples // partner.audio.shape[1]))[:, :samples]
+            control = evaluate_measured(with_audio(measured, audio, partner.rate), expert, truth.frames[0])
             truth_measured = measure_video(truth.frames, EVAL_FPS, truth.audio, truth.rate)
+            truth_metrics = evaluate_measured(truth_measured, expert, truth.frames[0])
         except ValueError as error:
             rows.append({"clip": entry.id, "error": str(error)})
             continue
         rows.append({"clip": entry.id, **metrics})
+        shuffled.append({"clip": entry.id, **{k: control[k] for k in SYNC_KEYS}})
+        truth_rows.append({"clip": entry.id, **{k: truth_metrics[k] for k in SYNC_KEYS}})
         generated.append(mouth_features(expert, measured))
         truth_features.append(mouth_features(expert, truth_measured))
     frechet = frechet_mouth_distance(generated, truth_features) if generated else None
-    return {"clips": rows, "frechet_mouth": frechet}
-
-
-def shuffled_audio_rows(videos: Path, data: str | Path, expert: SyncExpert) -> list[dict]:
-    """Each generated video measured against the next clip's soundtrack (tiled or cut to length)."""
-    truths = {e.id: e for e in scan_clip_folder(data)}
-    entries = scan_clip_folder(videos)
-    rows = []
-    for index, entry in enumerate(entries):
-        partner = load_truth(truths[entries[(index + 1) % len(entries)].id])
-        try:
-            measured = measure_file(entry.video)
-            samples = measured.audio.shape[1]
-            audio = partner.audio.repeat(1, -(-samples // partner.audio.shape[1]))[:, :samples]
-            metrics = evaluate_measured(with_audio(measured, audio, partner.rate), expert, measured.frames[0])
-        except ValueError as error:
-            rows.append({"clip": entry.id, "error": str(error)})
-            continue
-        rows.append({"clip": entry.id, **{k: metrics[k] for k in SYNC_KEYS}})
-    return rows
+    return {"clips": rows, "shuffled_audio": shuffled, "ground_truth": truth_rows, "frechet_mouth": frechet}
 
 
 def _mean(rows: list[dict]) -> dict[str, float]:
@@ -132,7 +123,7 @@ def evaluate_bundle(bundle: ModelBundle, folder: str | Path, data: str | Path, d
         groups.setdefault(voice_kind(entry.voice, entry.domain), []).append(row)
     result = {"settings": asdict(settings), "heldout": _mean(payload["clips"]),
               "groups": {name: _mean(rows) for name, rows in sorted(groups.items())},
-              "shuffled_audio": _mean(shuffled_audio_rows(videos, data, expert)),
+              "shuffled_audio": _mean(payload["shuffled_audio"]), "ground_truth": _mean(payload["ground_truth"]),
               "frechet_mouth": payload["frechet_mouth"], "clips": payload["clips"]}
     if drift is not None:
         drift_videos, drift_timings = generate_clips(bundle, settings, drift, out / "drift")
