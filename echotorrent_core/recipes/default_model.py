@@ -32,6 +32,8 @@ Steps (folders under RUN; commands run in RUN with relative paths, all recorded 
 9. `bundle/manifest.json`: commands, configs (copied), stage wall times, data seed and clip ids, metrics, sha256
    of every file, asset sources and licences.
 `--quick` is the same recipe with the `*_quick.toml` configs and a handful of 64 px clips (CI, minutes).
+`--threads T`: torch threads per training process (default $OMP_NUM_THREADS, else CPUs / parallel stages; use 1 on
+a machine shared with other work, where oversubscribed threads make a step many times slower).
 
 On GPUs the recipe is the same commands: the stages take `[trainer] device` (auto = CUDA when present), bf16
 autocast and `torchrun` (DDP / FSDP2) for larger presets; raise `batch_size`, data (clips per domain) and the DiT /
