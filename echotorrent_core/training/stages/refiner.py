@@ -39,7 +39,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from ...checkpoints.loaders import load_audio_encoder, load_vae
 from ...checkpoints.refiner import save_decoder_refiner
@@ -50,7 +49,7 @@ from ..stage import Stage
 from .avatar_stage import split_name
 from .refiner_decode import DecoderHalf, EncoderHalf, streaming_decode
 from .refiner_eval import evaluate_decoders, flatten, format_table
-from .refiner_losses import (DetailWeights, PatchDiscriminator, detail_loss, hinge_critic_loss, video_frames)
+from .refiner_losses import DetailWeights, PatchDiscriminator, detail_loss, hinge_critic_loss, hinge_generator_loss
 from .refiner_pairs import PAIR_KINDS, cached_pairs, ensure_pixel_cache, student_stream_settings
 from .sample_files import TensorSamples
 from .streaming_windows import is_cache
@@ -212,11 +211,6 @@ class RefinerStage(Stage):
         """Streamed frames without the sink frame `[B, 3, 4F, S, S]` (unclamped)."""
         return streaming_decode(decoder, latents, self.settings.chunk_frames)[:, :, 1:]
 
-    def _adversarial(self, fake: torch.Tensor) -> torch.Tensor:
-        """-D(fake) with the discriminator's weights detached (gradients reach the decoder only)."""
-        weights = {name: value.detach() for name, value in self.critic.named_parameters()}
-        return -functional_call(self.critic, weights, (video_frames(fake),)).mean()
-
     def generator_loss(self, batch: dict, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         target = _pixels(batch["pixels"])[:, :, 1:]
         pair_loss, pair_logs = detail_loss(self._decode(self.refiner, batch["latents"]), target,
@@ -229,7 +223,7 @@ class RefinerStage(Stage):
             loss = loss + self.config.real_weight * real_loss
             logs |= {f"real/{k}": v for k, v in real_logs.items()}
         if self.critic is not None:
-            adversarial = self._adversarial(self._decode(self.refiner, batch["latents"]))
+            adversarial = hinge_generator_loss(self.critic, self._decode(self.refiner, batch["latents"]))
             loss = loss + self.config.adversarial * adversarial
             logs["adversarial"] = float(adversarial.detach())
         if self.control is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from ..losses.reconstruction import high_frequency_l1, ssim_dissimilarity
 
@@ -91,5 +92,7 @@ def hinge_critic_loss(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor)
 
 
 def hinge_generator_loss(critic: nn.Module, fake: torch.Tensor) -> torch.Tensor:
-    """Generator side of the hinge loss: -D(fake) on videos `[B, 3, T, H, W]`."""
-    return -critic(video_frames(fake)).mean()
+    """Generator side of the hinge loss: -D(fake) on videos `[B, 3, T, H, W]`, with the discriminator's weights
+    detached (gradients reach the decoder only; the critic is read, never trained, in the generator update)."""
+    weights = {name: value.detach() for name, value in critic.named_parameters()}
+    return -functional_call(critic, weights, (video_frames(fake),)).mean()
