@@ -1,7 +1,7 @@
 """Deliberately broken versions of a good video: the controls every metric must tell apart from the original.
 
 Frames are RGB `[T, H, W, 3]` uint8 numpy, audio `[C, S]` float. Shifted and shuffled audio break sync only;
-a frozen mouth keeps the face but stops the lips; blur removes detail; colour drift tints the video more and more
+a frozen mouth keeps the face but stops the lips and jaw; blur removes detail; colour drift tints the video more and more
 over time; an identity swap is another identity's video (made by the caller, not here).
 """
 
@@ -11,9 +11,10 @@ import cv2
 import numpy as np
 import torch
 
-from .face_mesh import OUTER_LIPS, FaceTrack
+from .face_mesh import EYE_OUTER_CORNERS, LIP_CORNERS, OUTER_LIPS, FaceTrack
 
-FROZEN_PATCH_SPAN = 1.4  # mouth patch width in inter-ocular distances
+SUBNASALE, CHIN, NOSE_TIP, UPPER_LIP = 2, 152, 1, 0  # face-mesh indices
+RIGID_POINTS = (*EYE_OUTER_CORNERS, NOSE_TIP)
 FEATHER_PIXELS = 3
 
 
@@ -27,20 +28,29 @@ def shift_audio(audio: torch.Tensor, rate: int, frames: int, fps: float) -> torc
 
 
 def freeze_mouth(frames: np.ndarray, track: FaceTrack, source_frame: int = 0) -> np.ndarray:
-    """Paste the mouth region of `source_frame` over every frame, following the lips' position (feathered edge)."""
+    """Paste the lower face (lips and jaw, from below the nose to below the chin at its lowest) of `source_frame`
+    over every frame, moved with the rigid upper face (eye corners and nose tip, which do not move when the mouth
+    opens), with a feathered edge. The jaw is included because a face mesh reads the opening from the chin as
+    well as from the lips."""
     points = track.points.numpy()
-    half_width = FROZEN_PATCH_SPAN * float(np.median(track.interocular().numpy())) / 2
-    half = np.array([half_width, 0.6 * half_width])
-    centres = points[:, list(OUTER_LIPS)].mean(axis=1)
+    centres = points[:, list(RIGID_POINTS)].mean(axis=1)
+    relative = points - centres[:, None]
+    iod = float(np.median(track.interocular().numpy()))
+    lips = relative[:, list(OUTER_LIPS)].mean(axis=1)
+    half_width = max(float(np.abs(relative[:, list(LIP_CORNERS), 0] - lips[:, None, 0]).max()) * 1.5, 0.3 * iod)
+    centre_x = float(np.median(lips[:, 0]))
+    top = 0.5 * (float(relative[:, SUBNASALE, 1].max()) + float(relative[:, UPPER_LIP, 1].min()))  # below the nose
+    bottom = float(relative[:, CHIN, 1].max()) + 0.15 * iod
     height, width = frames.shape[1:3]
     source = frames[source_frame].astype(np.float32)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     out = frames.astype(np.float32).copy()
     for t in range(len(frames)):
-        dx, dy = centres[source_frame] - centres[t]
+        dx, dy = centres[t] - centres[source_frame]
         moved = cv2.warpAffine(source, np.float32([[1, 0, dx], [0, 1, dy]]), (width, height),
                                borderMode=cv2.BORDER_REPLICATE)
-        inside = np.minimum(half[0] - np.abs(xx - centres[t, 0]), half[1] - np.abs(yy - centres[t, 1]))
+        x, y = xx - centres[t, 0] - centre_x, yy - centres[t, 1]
+        inside = np.minimum(half_width - np.abs(x), np.minimum(y - top, bottom - y))
         alpha = np.clip(inside / FEATHER_PIXELS, 0.0, 1.0)[..., None]
         out[t] = alpha * moved + (1 - alpha) * out[t]
     return np.clip(out.round(), 0, 255).astype(np.uint8)

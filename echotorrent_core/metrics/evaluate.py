@@ -2,7 +2,8 @@
 
 `evaluate_measured(measured, expert, reference, truth)`:
 - sync expert: Sync-C, Sync-D, best offset, confidence at offset 0;
-- landmark sync (face-mesh lip gap x phone-derived opening): confidence, best correlation, offset;
+- landmark sync (face-mesh lip gap x phone-derived opening): confidence, best correlation, offset, confidence at
+  offset 0;
 - identity against the reference portrait `[H, W, 3]` uint8 (dlib descriptors, drift per minute);
 - colour drift against the reference and temporal flicker; with ground-truth frames `[T, H, W, 3]` also PSNR,
   SSIM, the Laplacian / FFT detail ratios and the flicker ratio. The ground truth is cut to the video's length.
@@ -47,6 +48,7 @@ def evaluate_measured(measured: VideoMeasurements, expert: SyncExpert, reference
         "sync_c": sync.confidence, "sync_d": sync.min_distance, "sync_offset": sync.offset,
         "sync_c_at_zero": sync.confidence_at_zero,
         "landmark_c": landmark.confidence, "landmark_r": 1.0 - landmark.min_distance, "landmark_offset": landmark.offset,
+        "landmark_c_at_zero": landmark.confidence_at_zero,
         "identity_similarity": identity.similarity, "identity_min_similarity": identity.min_similarity,
         "identity_distance": identity.distance, "identity_drift_per_minute": identity.drift_per_minute,
         "flicker": temporal_flicker(video), "colour_drift": colour_drift(video, _unit(reference[None])[0]),

@@ -1,5 +1,5 @@
-"""Detail and stability of a video: PSNR / SSIM against ground truth (kornia), high-frequency energy relative to
-ground truth (Laplacian and FFT band), temporal flicker and colour drift.
+"""Detail and stability of a video: PSNR (per frame, capped at 100 dB) / SSIM (kornia) against ground truth,
+high-frequency energy relative to ground truth (Laplacian and FFT band), temporal flicker and colour drift.
 
 Videos are `[T, 3, H, W]` float in [0, 1]. Detail ratios are < 1 for a blurrier video than the ground truth and
 > 1 for added noise; flicker and colour drift need no ground truth. Everything is batched torch (GPU-ready).
@@ -10,6 +10,7 @@ from __future__ import annotations
 import kornia
 import torch
 
+MAX_PSNR = 100.0  # dB given to a frame identical to its ground truth
 HIGH_BAND = 0.25  # cycles per pixel: the FFT band above a quarter of the sampling rate counts as detail
 FLICKER_BLUR_SIGMA = 2.0  # flicker is measured on blurred frames so that fine motion is not counted
 
@@ -27,9 +28,10 @@ def _check_pair(video: torch.Tensor, truth: torch.Tensor) -> None:
 
 
 def psnr(video: torch.Tensor, truth: torch.Tensor) -> float:
-    """Mean per-frame PSNR (dB) against ground truth."""
+    """Mean per-frame PSNR (dB) against ground truth; an identical frame counts as `MAX_PSNR` dB (not infinity)."""
     _check_pair(video, truth)
-    return float(torch.stack([kornia.metrics.psnr(v[None], g[None], 1.0) for v, g in zip(video, truth)]).mean())
+    mse = (video - truth).pow(2).mean(dim=(1, 2, 3)).clamp_min(10 ** (-MAX_PSNR / 10))
+    return float((-10 * torch.log10(mse)).mean())
 
 
 def ssim(video: torch.Tensor, truth: torch.Tensor) -> float:

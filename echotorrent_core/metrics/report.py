@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 COLUMNS = (
-    ("sync_c", "Sync-C"), ("sync_d", "Sync-D"), ("sync_offset", "off"), ("landmark_c", "LM-C"),
-    ("landmark_r", "LM-r"), ("landmark_offset", "LM-off"), ("identity_similarity", "ID-sim"),
+    ("sync_c", "Sync-C"), ("sync_d", "Sync-D"), ("sync_offset", "off"), ("sync_c_at_zero", "Sync-C@0"),
+    ("landmark_c", "LM-C"), ("landmark_c_at_zero", "LM-C@0"), ("landmark_r", "LM-r"), ("landmark_offset", "LM-off"), ("identity_similarity", "ID-sim"),
     ("identity_distance", "ID-dist"), ("identity_drift_per_minute", "ID-drift/min"), ("psnr", "PSNR"),
     ("ssim", "SSIM"), ("laplacian_ratio", "HF-lap"), ("high_band_ratio", "HF-fft"), ("flicker", "flicker"),
     ("colour_drift", "colour"), ("face_found", "face%"),

@@ -4,7 +4,7 @@ Video stream: `VIDEO_FRAMES` consecutive grayscale mouth crops (`mouth_crops.py`
 standardised per window, `[N, 5, 32, 48]` -> unit embedding `[N, EMBED_DIM]`. Audio stream: the 0.2 s log-mel
 window of the centre frame (`audio_mel.py`), `[N, 1, 40, 20]` -> unit embedding `[N, EMBED_DIM]`. In sync, the
 two embeddings of a frame are close; the SyncNet protocol (`sync_protocol.py`) reads Sync-C / Sync-D / offset
-from their distances. About 0.5 M parameters: a 10 s clip embeds in well under a second on one CPU core.
+from their distances. About 0.25 M parameters at width 16: a 10 s clip embeds in well under a second on one CPU core.
 Weights are safetensors with the config in the metadata; nothing here is pickled.
 """
 
