@@ -26,8 +26,8 @@ The paper says only "decoded student latents -> real frames, decoder only". Publ
   latents, with metrics/image_quality.py; a table is printed; the refiner's PSNR on real latents may drop at most
   `real_psnr_bound_db` below the base decoder's (`real/psnr_drop_db`, `real/within_bound`).
 Exports `refiner.safetensors` (checkpoints/refiner.py format; the Load EchoTorrent refiner input), with the
-control `control_refiner.safetensors`, and `refiner_eval.json` / `refiner_eval.txt`. Cost: four streaming
-decodes with gradients per sample with the control on; on GPUs the decoder at 480x832 is the whole cost.
+control `control_refiner.safetensors`, and `refiner_eval.json` / `refiner_eval.txt`. Cost: three streaming
+decodes with gradients per sample (pairs, real latents, control); on GPUs the decoder at 480x832 is the whole cost.
 """
 
 from __future__ import annotations
