@@ -111,6 +111,7 @@ def test_trainer_run_changes_only_decoder_and_conv2_and_exports_a_refiner(files,
     result = trainer.run()
     assert torch.isfinite(torch.tensor(result.logs["loss/generator"]))
     stage = trainer.stage
+    assert set(stage.modules()) == {"generator", "control"}  # the student DiT is no module: it only made the pairs
     base, _ = load_vae(files["vae"])
     base_state, trained_state = base.state_dict(), stage.vae.state_dict()
     for key, value in base_state.items():
