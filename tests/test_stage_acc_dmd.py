@@ -21,6 +21,8 @@ from echotorrent_core.streaming import StreamingSampler, StreamSettings
 from echotorrent_core.training.config import parse_config
 from echotorrent_core.training.losses.dmd import decoupled_cfg_gradient, dmd_loss, normalised_dmd_gradient
 from echotorrent_core.training.registry import get_stage
+from echotorrent_core.training.stages.acc_dmd_eval import heldout_metrics
+from echotorrent_core.training.stages.sample_files import TensorSamples
 from echotorrent_core.training.trainer import Trainer
 
 SETTINGS = StreamSettings(chunk_frames=2, window_frames=2, steps=2)
@@ -147,3 +149,15 @@ def test_one_generator_and_one_critic_step_through_the_trainer_then_a_one_pass_s
     for chunk in chunks:
         assert chunk.passes_per_step == 1 and chunk.passes == settings.steps + 1
         assert torch.isfinite(chunk.latents).all()
+
+
+def test_heldout_audio_sensitivity_is_zero_exactly_when_the_windows_share_their_audio(files) -> None:
+    dataset = TensorSamples(files["data"])
+    same_audio = [dict(dataset[i], audio=dataset[0]["audio"]) for i in range(2)]
+    torch.manual_seed(5)
+    model = WanDiT(TINY.dit).eval()
+    varied = heldout_metrics(model, dataset, SETTINGS, 2, torch.device("cpu"))
+    shared = heldout_metrics(model, same_audio, SETTINGS, 2, torch.device("cpu"))
+    assert shared["audio_sensitivity"] == 0 and shared["audio_sensitivity_face"] == 0
+    assert varied["audio_sensitivity"] > 1e-4 and varied["audio_sensitivity_background"] > 1e-4
+    assert all(torch.isfinite(torch.tensor(v)) for v in varied.values()) and varied["flow_mse"] > 0

@@ -6,6 +6,8 @@ approach, the teacher sampled with audio CFG (Euler ODE, 2 passes per step):
   (SynthTalk's video is largely fixed by portrait + audio, so a closer sample means better-followed audio);
 - `audio_sensitivity`: mean |x(real audio) - x(audio of another held-out window)| with the same noise: how much
   the output depends on the audio (CFG raises it; a student that ignores audio scores 0);
+- `audio_sensitivity_face` / `_background`: the same inside / outside the schedule's default face ellipse (mask
+  > 0.5 on the latent grid; the preprocessing crops are face-centred), where ACC's spatial weight differs;
 - `flow_mse`: the flow-matching velocity error on noised real latents, averaged over the model's own
   timesteps (student: the streaming "clean" cache context; teacher: bidirectional).
 """
@@ -16,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ...guidance import GuidancePolicy
+from ...guidance_schedule import PhasedSpatiotemporalSchedule
 from ...streaming.settings import StreamSettings
 from ..rollout import denoising_timesteps, rollout
 from .ode_pairs import ode_sigmas, teacher_trajectory
@@ -42,8 +45,13 @@ def _noise(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
 
 
 def _summary(x: torch.Tensor, x_other: torch.Tensor, real: torch.Tensor, flow_mse: float) -> dict[str, float]:
-    return {"sample_mse": float((x - real).square().mean()), "audio_sensitivity": float((x - x_other).abs().mean()),
-            "flow_mse": flow_mse}
+    difference = (x - x_other).abs()
+    face_mask = PhasedSpatiotemporalSchedule(inside_weight=1.0, outside_weight=0.0).spatial_weight(
+        tuple(x.shape[-2:]), device=x.device)
+    face = (face_mask > 0.5).expand_as(difference)
+    return {"sample_mse": float((x - real).square().mean()), "audio_sensitivity": float(difference.mean()),
+            "audio_sensitivity_face": float(difference[face].mean()),
+            "audio_sensitivity_background": float(difference[~face].mean()), "flow_mse": flow_mse}
 
 
 @torch.no_grad()
