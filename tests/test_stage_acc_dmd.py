@@ -42,10 +42,6 @@ def test_dmd_loss_gradient_is_the_normalised_dmd_gradient() -> None:
     assert torch.allclose(grad, (x0_fake - x0_real) / per_sample[:, None, None, None, None])
     dmd_loss(x, grad).backward()
     assert torch.allclose(x.grad, grad / x.numel(), atol=1e-9)
-    # a gradient step moves x towards the real x0 prediction and away from the fake one
-    moved = x.detach() - 0.1 * x.grad * x.numel()
-    assert (moved - x0_real).square().sum() < (x.detach() - x0_real).square().sum() or \
-        (moved - x0_fake).square().sum() > (x.detach() - x0_fake).square().sum()
 
 
 def _scores(seed: int = 3) -> tuple[torch.Tensor, ...]:
