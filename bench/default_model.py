@@ -253,8 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         if not model.is_dir():
             raise SystemExit(f"no bundle at {model}: the default model is not shipped yet; pass --model or --standin")
     measured = run(model, Path(args.image), Path(args.speech), args.seconds, args.device)
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--note", args.note)]
     header = (f"# Default model streaming benchmark, {date.today().isoformat()}\n\n"
-              f"`{' '.join(['bench/default_model.py', *(argv if argv is not None else sys.argv[1:])])}` on "
+              f"`{' '.join(['bench/default_model.py', *shown])}` on "
               f"{platform.processor() or platform.machine()}, torch {torch.__version__}, image "
               f"`{Path(args.image).name}`, speech `{Path(args.speech).name}` repeated to {args.seconds:g} s.\n\n")
     report = header + table(measured, args.threads, args.note)
