@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up if needed, then stream a talking-avatar video with the embedded default model.
-# Usage: bash scripts/demo.sh [PORTRAIT SPEECH OUT.mp4]   (defaults: examples/portrait.png examples/speech.wav
-# out/demo.mp4). Until the default model ships, `echotorrent generate` says so and exits non-zero.
+# Usage: bash scripts/demo.sh [PORTRAIT SPEECH OUT.mp4]   (defaults: examples/portrait.png, a drawn held-out
+# SynthTalk portrait, and examples/speech.wav, a 3 s LibriVox recording; see examples/README.md; out/demo.mp4).
+# The model is echotorrent_core/default_model; until it ships, `echotorrent generate` says so and exits non-zero.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
