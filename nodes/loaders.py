@@ -21,6 +21,7 @@ from comfy_api.latest import io
 from echotorrent_core.checkpoints.errors import CheckpointError
 from echotorrent_core.checkpoints.loaders import load_audio_encoder, load_dit, load_vae
 from echotorrent_core.checkpoints.refiner import load_decoder_refiner
+from echotorrent_core.cli import DEFAULT_BUNDLE
 
 from .core_inputs import wan_vae_from_core
 from .memory import manage, offload_device
@@ -31,6 +32,10 @@ WAV2VEC2_FOLDER = "wav2vec2"
 AUDIO_ENCODERS_FOLDER = "audio_encoders"  # built into recent ComfyUI (a no-op there), added for older ones
 for _name in (ECHOTORRENT_FOLDER, WAV2VEC2_FOLDER, AUDIO_ENCODERS_FOLDER):
     folder_paths.add_model_folder_path(_name, os.path.join(folder_paths.models_dir, _name))
+# The package's embedded default model (dit / vae / audio_encoder.safetensors) is listed without copying files: its
+# folder is an extra path of the DiT, VAE and audio-encoder folders, searched after the user's own model folders.
+for _name in (ECHOTORRENT_FOLDER, "vae", AUDIO_ENCODERS_FOLDER):
+    folder_paths.add_model_folder_path(_name, str(DEFAULT_BUNDLE))
 
 DIT_FOLDERS = (ECHOTORRENT_FOLDER, "diffusion_models")
 VAE_FOLDERS = ("vae",)

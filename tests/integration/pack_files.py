@@ -31,11 +31,13 @@ from echotorrent_core.random_bundle import write_random_bundle
 
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
 PREVIEW_EVENT, JPEG_FORMAT = 1, 1  # binary websocket message: u32 event, u32 image format, image bytes
-# models/<folder>/<name>: the file names the bundled workflows select.
+# models/<folder>/<name>: the file names the bundled workflows select (the embedded default model's files, which
+# nodes/loaders.py lists from echotorrent_core/default_model; files of these names in the server's own model folders
+# are found first, so the tiny stand-ins below take the default's place).
 MODEL_FILES = {
-    "dit": ("echotorrent", "echotorrent_default_dit.safetensors"),
-    "vae": ("vae", "wan_2.1_vae.safetensors"),
-    "audio_encoder": ("wav2vec2", "echotorrent_default_wav2vec2.safetensors"),
+    "dit": ("echotorrent", "dit.safetensors"),
+    "vae": ("vae", "vae.safetensors"),
+    "audio_encoder": ("audio_encoders", "audio_encoder.safetensors"),
 }
 I2V_DIT = ("echotorrent", "echotorrent_i2v_dit.safetensors")  # tiny image-to-video DiT (in_dim 36, CLIP branch)
 # The tiny VAE at the layout core ComfyUI builds for every Wan 2.1 VAE file (dim_mult 1,2,4,4, two residual blocks per
