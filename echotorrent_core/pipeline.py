@@ -140,8 +140,11 @@ def check_clip_features(dit: torch.nn.Module, clip_features: torch.Tensor | None
         raise ValueError("this checkpoint has no CLIP image branch: CLIP features are only for image-to-video models")
 
 
-def encode_audio_features(bundle: ModelBundle, waveform: torch.Tensor, fps: float) -> torch.Tensor:
-    """Mono waveform `[S]` at the encoder's rate -> features `[T_video, layers, dim]`, one row per video frame.
+def encode_audio_features(
+    bundle: ModelBundle, waveform: torch.Tensor, fps: float, gain: float = 1.0
+) -> torch.Tensor:
+    """Mono waveform `[S]` at the encoder's rate, heard at `gain` times its level (a loudness factor, applied
+    without copying the track) -> features `[T_video, layers, dim]`, one row per video frame.
 
     The frame count rounds down (`media.audio_duration_frames`): every frame has sound under it.
     """
@@ -151,7 +154,7 @@ def encode_audio_features(bundle: ModelBundle, waveform: torch.Tensor, fps: floa
         raise ValueError(f"the audio lasts {waveform.shape[-1] / rate:.3f} s, shorter than one video frame at {fps} fps")
     device = next(bundle.audio_encoder.parameters()).device
     with torch.no_grad():
-        return bundle.audio_encoder.encode(waveform.to(device), fps=fps, num_frames=frames)
+        return bundle.audio_encoder.encode(waveform.to(device), fps=fps, num_frames=frames, gain=gain)
 
 
 def generate_to_file(

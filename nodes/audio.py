@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from echotorrent_core.media import normalize_loudness as scale_to_loudness
+from echotorrent_core.media import loudness_gain
 from echotorrent_core.media import to_mono_resampled
 from echotorrent_core.pipeline import encode_audio_features
 
@@ -60,10 +60,10 @@ class AudioEncode(io.ComfyNode):
         waveform, rate = check_comfy_audio(audio)
         encoder_rate = model.audio_encoder.cfg.sample_rate
         mono = to_mono_resampled(waveform, rate, encoder_rate)
-        if normalize_loudness:
-            mono = scale_to_loudness(mono, encoder_rate, TARGET_LOUDNESS_LUFS)
-        load_to_device(model, "audio_encoder")
-        features = encode_audio_features(model, mono, fps).float().cpu()
+        gain = loudness_gain(mono[None], encoder_rate, TARGET_LOUDNESS_LUFS) if normalize_loudness else None
+        load_to_device(model, "audio_encoder")  # the encoder hears `gain * mono`, never formed as a second track
+        features = encode_audio_features(model, mono, fps, 1.0 if gain is None else gain).float().cpu()
+        del mono
         payload = AudioFeatures(features, float(fps), audio, int(features.shape[0]))
         return io.NodeOutput(payload, payload.num_frames)
 

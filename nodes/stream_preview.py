@@ -48,13 +48,14 @@ class StreamPreview:
 
 def mono_track(audio: dict[str, Any] | None) -> tuple[torch.Tensor, int] | None:
     """ComfyUI AUDIO {"waveform": [B, C, S], "sample_rate"} -> (the first item's channels averaged, `[S]` float32,
-    rate), or None without sound."""
+    rate), or None without sound. Mono float32 CPU audio is returned as a view (a long track is not copied)."""
     if audio is None:
         return None
     waveform = audio["waveform"]
     if waveform.ndim != 3 or waveform.shape[-1] == 0:
         raise ValueError(f"AUDIO waveform must be [B, C, S] with samples, got shape {tuple(waveform.shape)}")
-    return waveform[0].float().mean(dim=0).cpu(), int(audio["sample_rate"])
+    channels = waveform[0].float().cpu()  # a view of float32 CPU audio, no copy
+    return (channels[0] if channels.shape[0] == 1 else channels.mean(dim=0)), int(audio["sample_rate"])
 
 
 def sample_range(first_frame: int, frame_count: int, fps: float, sample_rate: int) -> tuple[int, int]:

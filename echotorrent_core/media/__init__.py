@@ -4,6 +4,7 @@ from .audio import (
     audio_duration_frames,
     load_audio,
     load_audio_channels,
+    loudness_gain,
     normalize_loudness,
     to_mono_resampled,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "load_audio",
     "load_audio_channels",
     "load_image",
+    "loudness_gain",
     "normalize_loudness",
     "read_video_frames",
     "to_mono_resampled",

@@ -55,7 +55,8 @@ def to_mono_resampled(
     waveform: torch.Tensor, rate: int, target_rate: int, min_seconds: float | None = None
 ) -> torch.Tensor:
     """In-memory audio `[S]`, `[C, S]` or a batch of one `[1, C, S]` (ComfyUI AUDIO) -> mono `[S]` float32 at
-    `target_rate` (channels averaged, then resampled). Same errors as `load_audio`."""
+    `target_rate` (channels averaged, then resampled). Same errors as `load_audio`. Mono float32 CPU audio already
+    at `target_rate` comes back as a view of the input (no copy of a long track): do not modify it in place."""
     if not isinstance(waveform, torch.Tensor):
         raise TypeError(f"expected the waveform as a torch.Tensor, got {type(waveform).__name__}")
     _check_rate("rate", rate)
@@ -94,14 +95,22 @@ def normalize_loudness(
         raise MediaError(
             f"loudness is measured for at most {LOUDNESS_MAX_CHANNELS} channels, got {channels.shape[0]}; mix down first"
         )
-    peak = channels.abs().amax().item()
-    if channels.shape[-1] < round(LOUDNESS_GATE_SECONDS * rate) or not peak > 0:
-        return waveform
+    gain = loudness_gain(channels, rate, target_lufs, max_gain_db)
+    return waveform if gain is None else waveform * gain
+
+
+def loudness_gain(
+    channels: torch.Tensor, rate: int, target_lufs: float = -23.0, max_gain_db: float = MAX_LOUDNESS_GAIN_DB
+) -> float | None:
+    """The linear factor that `normalize_loudness` multiplies `[C, S]` audio by, or None where it leaves the audio
+    unchanged. Measured in constant memory; `AudioEncoder.encode(gain=...)` applies it without copying the track."""
+    if channels.shape[-1] < round(LOUDNESS_GATE_SECONDS * rate) or not bool(channels.any()):  # silence
+        return None
     lufs = integrated_loudness(channels, rate)
     if not math.isfinite(lufs):
-        return waveform
+        return None
     gain_db = min(target_lufs - lufs, max_gain_db)
-    return waveform * (10.0 ** (gain_db / 20.0))
+    return 10.0 ** (gain_db / 20.0)
 
 
 def audio_duration_frames(num_samples: int, rate: int, fps: float | Fraction) -> int:
@@ -131,7 +140,7 @@ def _mix_and_resample(
         seconds = waveform.shape[-1] / rate
         if seconds < min_seconds:
             raise AudioTooShortError(f"{source} lasts {seconds:.3f} s; at least {min_seconds} s is required")
-    mono = waveform.mean(dim=0)
+    mono = waveform[0] if waveform.shape[0] == 1 else waveform.mean(dim=0)  # mono input: a view, not a copy
     if rate == target_rate:
         return mono
     return AF.resample(mono, orig_freq=rate, new_freq=target_rate)

@@ -25,11 +25,20 @@ from echotorrent_core.config import Wav2VecConfig
 NORMALIZE_EPS = 1e-7  # Hugging Face Wav2Vec2FeatureExtractor's variance epsilon
 
 
+def normalization_constants(waveform: torch.Tensor, gain: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The utterance's mean and `sqrt(var + eps / gain^2)` (0-dim), from reductions that copy nothing: `[S]`.
+
+    `(x - mean) / spread` is the normalisation of `gain * x` (`(g x - g m) / sqrt(g^2 v + eps)`) without forming it.
+    """
+    return waveform.mean(), torch.sqrt(waveform.var(unbiased=False) + NORMALIZE_EPS / gain**2)
+
+
 def normalize_waveform(waveform: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit variance over the utterance (Hugging Face feature extractor with do_normalize): `[S]`."""
-    mean = waveform.mean()
-    var = waveform.var(unbiased=False)
-    return (waveform - mean) / torch.sqrt(var + NORMALIZE_EPS)
+    """Zero mean, unit variance over the utterance (Hugging Face feature extractor with do_normalize): `[S]`.
+
+    `AudioEncoder.encode` applies the same constants span by span instead of copying the whole track."""
+    shift, scale = normalization_constants(waveform)
+    return (waveform - shift) / scale
 
 
 def prepare_waveform(waveform: torch.Tensor, sample_rate: int, target_sample_rate: int = 16000) -> torch.Tensor:
@@ -113,12 +122,15 @@ class AudioEncoder(nn.Module):
         normalize: bool = True,
         segment_seconds: float = 20.0,
         context_seconds: float = 3.0,
+        gain: float = 1.0,
     ) -> torch.Tensor:
         """Per-video-frame features: mono waveform `[samples]` at `cfg.sample_rate` -> `[num_frames, layers, dim]`.
 
         `num_frames` defaults to `round(duration * fps)` (MultiTalk truncates; pass num_frames to match it).
         `normalize` applies the Hugging Face per-utterance zero-mean / unit-variance normalisation first
-        (do_normalize). See the module docstring for segmenting. Runs without autograd.
+        (do_normalize). The encoder hears `gain * waveform` (a loudness factor): folded into the normalisation
+        constants, or applied per span, so the track is never copied whole; each span is normalised as it is cut.
+        See the module docstring for segmenting. Runs without autograd.
         """
         if waveform.ndim != 1:
             raise ValueError(
@@ -142,22 +154,33 @@ class AudioEncoder(nn.Module):
             num_frames = round(waveform.shape[0] / self.cfg.sample_rate * fps)
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-        if normalize:
-            waveform = normalize_waveform(waveform.float())
+        waveform = waveform.float()
+        if not gain > 0 or not math.isfinite(gain):
+            raise ValueError(f"gain must be a positive finite factor, got {gain}")
+        shift, spread = normalization_constants(waveform, gain) if normalize else (None, 1 / gain)
         segment = max(1, round(segment_seconds * fps))
         context = round(context_seconds * fps)
         outputs = []
         for start in range(0, num_frames, segment):
             stop = min(num_frames, start + segment)
             lo, hi = max(0, start - context), min(num_frames, stop + context)
-            layers = self._encode_span(waveform, lo, hi, num_frames, total_cnn)
+            layers = self._encode_span(waveform, lo, hi, num_frames, total_cnn, shift, spread)
             outputs.append(layers[start - lo : stop - lo])
         return torch.cat(outputs)
 
     def _encode_span(
-        self, waveform: torch.Tensor, lo: int, hi: int, num_frames: int, total_cnn: int
+        self,
+        waveform: torch.Tensor,
+        lo: int,
+        hi: int,
+        num_frames: int,
+        total_cnn: int,
+        shift: torch.Tensor | None,
+        spread: torch.Tensor | float,
     ) -> torch.Tensor:
-        """Video frames `[lo, hi)` of the global grid -> `[hi - lo, layers, dim]`."""
+        """Video frames `[lo, hi)` of the global grid -> `[hi - lo, layers, dim]`; the span's samples are
+        normalised as `(samples - shift) / spread` (the utterance's constants), or only divided by `spread` (1 / gain)
+        when `shift` is None."""
         scale = torch.tensor((total_cnn - 1) / (num_frames - 1) if num_frames > 1 else 0.0, dtype=torch.float32)
         positions = torch.arange(lo, hi, dtype=torch.float32) * scale  # float32 like F.interpolate's grid
         left = positions.floor().long().clamp(max=total_cnn - 1)
@@ -165,6 +188,10 @@ class AudioEncoder(nn.Module):
         first, last = int(left[0]), min(total_cnn - 1, int(left[-1]) + 1)
         hop = self.cnn_hop_samples
         samples = waveform[first * hop : last * hop + self.cnn_receptive_field]
+        if shift is not None:
+            samples = (samples - shift) / spread
+        elif spread != 1:
+            samples = samples / spread
         param = self._param()
         features, _ = self.model.feature_extractor(samples[None].to(param.device, param.dtype), None)
         features = features[0, : last - first + 1].float()
