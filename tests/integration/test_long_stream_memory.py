@@ -78,13 +78,13 @@ def test_30_seconds_and_3_minutes_give_complete_mp4s(server: ComfyServer, figure
 
 
 @pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="measured 2026-12-01: VmHWM +6.5% (907.8 -> 966.8 MiB), VmRSS +5.1% at 3 min vs 30 s. The video path is "
-           "flat (a second 3-minute run adds 1.7 MiB; the live-player events ruled out by patching them away). Of the "
-           "59 MiB, core LoadAudio's decode of the 3-minute file peaks 39 MiB above its 30 s decode (10 MiB) and keeps "
-           "the 11 MiB track in ComfyUI's cache; the rest is the pack's full-length audio copies (mono mix, loudness "
-           "gain, wav2vec normalisation) kept in the heap by glibc (malloc_trim returns ~40 MiB). Remove this marker "
-           "once the audio no longer needs whole-track copies.",
+    strict=False, raises=AssertionError,
+    reason="issue 7: the 5% bound is not met reliably. Measured 2026-12-01 after the pack's whole-track audio copies "
+           "were removed (commit 32be0bd): VmHWM at 3 min vs 30 s +4.6%, +7.6%, +5.5% over identical runs (run-to-run "
+           "noise about +-15 MiB, larger than the ~23 MiB of copies removed); before: +6.5%. Core LoadAudio's decode "
+           "alone peaks ~29 MiB higher for the 3-minute file. Not strict because the outcome is noisy; the other tests "
+           "of this module (complete and interrupted mp4s) are strict. Next: per-thread glibc arenas "
+           "(MALLOC_ARENA_MAX in the test server) and a within-run peak sampler.",
 )
 def test_memory_stays_flat_from_30_seconds_to_3_minutes(figures: dict[float, dict[str, int]]):
     if set(figures) != {SHORT[1], LONG[1]}:  # not an AssertionError: must not pass as the expected failure
