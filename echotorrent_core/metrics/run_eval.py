@@ -2,7 +2,9 @@
 bundle that first generates every held-out clip from its first frame (the portrait) and its audio.
 
 Output payload: {"clips": [per-video metrics], "summary": {metric: mean}, "frechet_mouth": float | None} where
-`frechet_mouth` (the FVD stand-in) compares the generated videos' mouth features with the ground truth's.
+`frechet_mouth` (the FVD stand-in) compares the generated videos' mouth features with the ground truth's. A video
+in which the face mesh finds no face gets `face_found` 0 and an `error` instead of metrics (the summary's
+`face_found` is the fraction of videos with a face; the other means are over those videos).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ..data.clip_folder import ClipEntry, scan_clip_folder
 from ..media import read_video_frames
 from .controls import TruthClip
 from .evaluate import evaluate_measured, frechet_mouth_distance, mouth_features
+from .face_mesh import NoFaceFoundError
 from .measurements import EVAL_FPS, measure_file, measure_video, resample_frames
 from .sync_expert import SyncExpert
 
@@ -40,12 +43,16 @@ def evaluate_videos(videos: str | Path, expert: SyncExpert, data: str | Path | N
     truths = {e.id: e for e in scan_clip_folder(data)} if data is not None else {}
     rows, generated, truth_features = [], [], []
     for entry in tqdm(scan_clip_folder(videos), desc="evaluating", unit="video", disable=not progress):
-        measured = measure_file(entry.video)
+        try:
+            measured = measure_file(entry.video)
+        except NoFaceFoundError as error:  # a failed generation is a result (face_found 0), not a crash
+            rows.append({"clip": entry.id, "face_found": 0.0, "error": str(error)})
+            continue
         truth_entry = truths.get(entry.id)
         truth = load_truth(truth_entry) if truth_entry is not None else None
         reference = truth.frames[0] if truth is not None else measured.frames[0]
         metrics = evaluate_measured(measured, expert, reference, truth.frames if truth is not None else None)
-        rows.append({"clip": entry.id, **metrics})
+        rows.append({"clip": entry.id, "face_found": 1.0, **metrics})
         if truth is not None:
             generated.append(mouth_features(expert, measured))
             truth_features.append(mouth_features(expert, measure_video(truth.frames, EVAL_FPS, truth.audio, truth.rate)))
