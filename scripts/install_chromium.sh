@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install Debian's chromium for the browser tests (tests/browser) when /usr/bin/chromium is missing.
-# Needs apt-get and root (CI runs as root on Debian); otherwise it says why and exits 0, and the browser tests skip.
+# Needs apt-get and root (CI runs as root on Debian); otherwise it says why and exits 0, and the browser tests fail naming it.
 # Exits non-zero only when apt-get was available and the install failed.
 set -euo pipefail
 
@@ -12,11 +12,11 @@ if [ -x "$CHROMIUM" ]; then
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-  log "no $CHROMIUM and no apt-get: the browser tests will be skipped"
+  log "no $CHROMIUM and no apt-get: the browser tests will fail until it is installed"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  log "no $CHROMIUM and not root (apt-get needs root): the browser tests will be skipped"
+  log "no $CHROMIUM and not root (apt-get needs root): the browser tests will fail until it is installed"
   exit 0
 fi
 

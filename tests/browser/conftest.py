@@ -40,7 +40,7 @@ SPEECH_FILES = ("echotorrent_speech.wav", "echotorrent_long_speech.wav")  # the 
 
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
-    """/usr/bin/chromium, installed with scripts/install_chromium.sh if missing; skip only when it cannot be."""
+    """/usr/bin/chromium, installed with scripts/install_chromium.sh if missing; a failure when it cannot be."""
     if not os.access(CHROMIUM, os.X_OK):
         installer = subprocess.run(
             ["bash", str(REPO_ROOT / "scripts" / "install_chromium.sh")], capture_output=True, text=True
@@ -49,7 +49,7 @@ def chromium_path() -> str:
             pytest.fail(f"installing chromium failed:\n{installer.stdout}\n{installer.stderr}")
         if not os.access(CHROMIUM, os.X_OK):
             reason = installer.stdout.strip().splitlines()[-1] if installer.stdout.strip() else "no reason given"
-            pytest.skip(f"{CHROMIUM} is absent and cannot be installed here ({reason})")
+            pytest.fail(f"{CHROMIUM} is absent and cannot be installed here ({reason}); install Debian's chromium")
     return CHROMIUM
 
 
