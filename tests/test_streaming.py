@@ -11,21 +11,19 @@ from echotorrent_core.models.dit import WanDiT
 from echotorrent_core.models.vae import WanVAE
 from echotorrent_core.streaming import StreamingSampler, StreamSettings
 
+from sampler_inputs import stream_inputs, tiny_models
+
 TINY = get_preset("tiny")
 AUDIO = TINY.dit.audio
 
 
 @pytest.fixture(scope="module")
 def models() -> tuple[WanDiT, WanVAE]:
-    torch.manual_seed(0)
-    return WanDiT(TINY.dit).eval(), WanVAE(TINY.vae).eval()
+    return tiny_models()
 
 
 def _inputs(frames: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    reference = torch.rand(3, 32, 32, generator=generator) * 2 - 1
-    features = torch.randn(frames, AUDIO.encoder_layers, AUDIO.audio_dim, generator=generator)
-    return reference, features
+    return stream_inputs(frames, seed)
 
 
 def _video(sampler: StreamingSampler, frames: int, seed: int = 1) -> torch.Tensor:
