@@ -76,7 +76,10 @@ def init_distributed(mode: str, device_preference: str) -> tuple[DistContext, to
 
 
 def shutdown(ctx: DistContext) -> None:
+    """Leave the process group once every rank got here: a rank that tears down gloo while rank 0 still writes
+    its export aborts the process ("terminate called without an active exception")."""
     if ctx.active and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
