@@ -2,11 +2,13 @@
 ones so a page that reloads mid-run can catch up (GET /echotorrent/events).
 
 Generic: the stream player sends its chunks through it; a live chart (e.g. training curves) can do the same with
-its own channel. Every message is `{"seq", "channel", "kind", "prompt_id", "node", ...data}`, sent as the event
-`<channel>.<kind>` (e.g. `echotorrent.stream.chunk`) to the client id that queued the prompt, as ComfyUI sends its
-own progress. A kept event is also logged under its stream `(client, prompt, node, channel)`; the first kept event
-of a stream (its header, e.g. the start event) stays while the stream is one of the last `MAX_STREAMS`; the others
-are dropped oldest first once the stream holds more than `MAX_STREAM_BYTES`.
+its own channel. Every message is `{"seq", "kept", "channel", "kind", "prompt_id", "node", ...data}`, sent as the
+event `<channel>.<kind>` (e.g. `echotorrent.stream.chunk`) to the client id that queued the prompt, as ComfyUI sends
+its own progress. `seq` rises by one with every event of the process; events leave in `seq` order. A kept event is
+also logged under its stream `(client, prompt, node, channel)` and numbered in it by `kept` (0: the stream's header,
+e.g. the start event; then 1, 2, ... with no gap; None for an event not kept), so a page can tell that it missed one
+(a websocket that was reconnecting) and fetch it. The header stays while the stream is one of the last
+`MAX_STREAMS`; the others are dropped oldest first once the stream holds more than `MAX_STREAM_BYTES`.
 
 Without a running ComfyUI server (nodes called directly, as in the unit tests) events go nowhere unless a transport
 is installed with `set_transport`.
@@ -41,6 +43,7 @@ class _KeptStream:
     events: list[tuple[dict[str, Any], int]] = field(default_factory=list)  # (message, JSON size in bytes)
     size: int = 0
     dropped: int = 0
+    count: int = 1  # events kept so far, the header included: the next one's `kept` number
 
     def add(self, message: dict[str, Any]) -> None:
         size = len(json.dumps(message))
@@ -64,21 +67,28 @@ class EventLog:
         self._streams: OrderedDict[tuple, _KeptStream] = OrderedDict()
         self._seq = 0
 
-    def next_seq(self) -> int:
+    def record(self, client_id: str | None, message: dict[str, Any], keep: bool) -> dict[str, Any]:
+        """`message` (channel, kind, prompt_id, node, data) stamped with the next `seq` and, when `keep`, logged
+        and stamped with its `kept` number in its stream (else `kept` is None)."""
         with self._lock:
             self._seq += 1
-            return self._seq
+            stamped = {"seq": self._seq, "kept": None, **message}
+            if keep:
+                self._keep(client_id, stamped)
+            return stamped
 
-    def keep(self, client_id: str | None, message: dict[str, Any]) -> None:
+    def _keep(self, client_id: str | None, message: dict[str, Any]) -> None:
         key = (client_id, message["prompt_id"], message["node"], message["channel"])
-        with self._lock:
-            stream = self._streams.get(key)
-            if stream is None:
-                self._streams[key] = _KeptStream(client_id, *key[1:], header=message)
-                while len(self._streams) > MAX_STREAMS:
-                    self._streams.popitem(last=False)
-            else:
-                stream.add(message)
+        stream = self._streams.get(key)
+        if stream is None:
+            message["kept"] = 0
+            self._streams[key] = _KeptStream(client_id, *key[1:], header=message)
+            while len(self._streams) > MAX_STREAMS:
+                self._streams.popitem(last=False)
+        else:
+            message["kept"] = stream.count
+            stream.count += 1
+            stream.add(message)
 
     def streams(self, client_id: str | None, channel: str | None = None, after: int = 0) -> list[dict[str, Any]]:
         """The kept streams of `client_id` (oldest first), with their events after sequence number `after`."""
@@ -89,6 +99,9 @@ class EventLog:
 
 EVENT_LOG = EventLog()
 _transport: Transport | None = None
+# Held from stamping an event to handing it to the transport, so events leave in `seq` order although they are sent
+# from several threads (PromptServer.send_sync only queues the message; it never blocks).
+_SENDING = threading.Lock()
 
 
 def _prompt_server() -> Any | None:
@@ -123,15 +136,14 @@ class NodeEventTarget:
     def send(self, channel: str, kind: str, data: dict[str, Any], keep: bool = False) -> dict[str, Any]:
         """Send `data` as event `<channel>.<kind>`; `keep` logs it for catching up after a reload. Returns the
         message sent."""
-        message = {"seq": EVENT_LOG.next_seq(), "channel": channel, "kind": kind, "prompt_id": self.prompt_id,
-                   "node": self.node, **data}
-        if keep:
-            EVENT_LOG.keep(self.client_id, message)
+        fields = {"channel": channel, "kind": kind, "prompt_id": self.prompt_id, "node": self.node, **data}
         server = _prompt_server()
-        if _transport is not None:
-            _transport(f"{channel}.{kind}", message, self.client_id)
-        elif server is not None:
-            server.send_sync(f"{channel}.{kind}", message, self.client_id)
+        with _SENDING:
+            message = EVENT_LOG.record(self.client_id, fields, keep)
+            if _transport is not None:
+                _transport(f"{channel}.{kind}", message, self.client_id)
+            elif server is not None:
+                server.send_sync(f"{channel}.{kind}", message, self.client_id)
         return message
 
 

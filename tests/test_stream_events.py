@@ -145,20 +145,49 @@ def test_the_log_keeps_each_streams_header_and_its_newest_events_within_bounds(p
     log = node_events.EventLog()
     monkeypatch.setattr(node_events, "MAX_STREAM_BYTES", 2000)
 
-    def message(prompt: str, kind: str, size: int = 0) -> dict:
-        return {"seq": log.next_seq(), "channel": "c", "prompt_id": prompt, "node": "1", "kind": kind, "x": "a" * size}
+    def keep(prompt: str, kind: str, size: int = 0) -> dict:
+        return log.record("tab", {"channel": "c", "prompt_id": prompt, "node": "1", "kind": kind, "x": "a" * size},
+                          keep=True)
 
-    log.keep("tab", message("p0", "start"))
+    keep("p0", "start")
     for _ in range(10):
-        log.keep("tab", message("p0", "chunk", 500))
+        keep("p0", "chunk", 500)
     [stream] = log.streams("tab")
-    assert stream["header"]["kind"] == "start"
+    assert stream["header"]["kind"] == "start" and stream["header"]["kept"] == 0
     assert 1 <= len(stream["events"]) <= 3 and stream["dropped"] == 10 - len(stream["events"])
     assert [event["seq"] for event in stream["events"]] == list(range(12 - len(stream["events"]), 12))
+    assert [event["kept"] for event in stream["events"]] == list(range(11 - len(stream["events"]), 11))
     assert log.streams("other tab") == []
     assert log.streams("tab", after=11)[0]["events"] == []
     for number in range(1, node_events.MAX_STREAMS + 1):
-        log.keep("tab", message(f"p{number}", "start"))
+        keep(f"p{number}", "start")
     assert [stream["prompt_id"] for stream in log.streams("tab")] == [
         f"p{number}" for number in range(1, node_events.MAX_STREAMS + 1)
     ]
+
+
+def test_events_from_several_threads_leave_in_seq_order_and_number_each_streams_kept_ones(pack, events):  # noqa: F811
+    """seq rises by one in the order the transport gets the events, whichever thread sends them; each stream's kept
+    events are numbered 0, 1, 2, ... without a gap (the page's sign of a missed one); events not kept have none."""
+    import threading
+
+    targets = [pack.node_events.NodeEventTarget(f"prompt-{n}", "3", "tab") for n in range(4)]
+    barrier = threading.Barrier(len(targets))
+
+    def send_many(target) -> None:
+        barrier.wait()
+        for number in range(200):
+            target.send("c", "tick", {"n": number}, keep=number % 5 != 4)
+
+    threads = [threading.Thread(target=send_many, args=(target,)) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seqs = [message["seq"] for _, message, _ in events]
+    assert len(seqs) == 800 and seqs == list(range(seqs[0], seqs[0] + 800))
+    for target in targets:
+        mine = [message for _, message, _ in events if message["prompt_id"] == target.prompt_id]
+        assert [message["n"] for message in mine] == list(range(200))
+        assert [message["kept"] for message in mine if message["n"] % 5 != 4] == list(range(160))
+        assert all(message["kept"] is None for message in mine if message["n"] % 5 == 4)

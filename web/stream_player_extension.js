@@ -1,6 +1,7 @@
 // Registers the live stream player with the ComfyUI front end: a player widget on the Streaming Sampler (and on
-// any node that streams chunks, e.g. a streaming save node), fed by the echotorrent.stream events; after a page
-// reload it catches up from the server's kept events and marks runs that ComfyUI no longer runs as stopped.
+// any node that streams chunks, e.g. a streaming save node), fed by the echotorrent.stream events; on page load
+// (a reload mid-run) and after a reconnect it catches up from the server's kept events and marks runs that ComfyUI
+// no longer runs as stopped.
 import { app } from "../../scripts/app.js";
 import { activePromptIds, onPromptFinished, subscribeNodeEvents } from "./node_events.js";
 import { StreamPlayer } from "./stream_player.js";
@@ -12,11 +13,19 @@ const PLAYER_MIN_HEIGHT = 260;
 const PLAYER_MIN_WIDTH = 340;
 
 const store = new StreamRunStore();
-const events = subscribeNodeEvents("echotorrent.stream", ["start", "chunk", "end"], (kind, message, source) => {
+subscribeNodeEvents("echotorrent.stream", ["start", "chunk", "end"], (kind, message, source) => {
   store.handle(kind, message, source);
   if (kind === "start") addPlayer(app.graph?.getNodeById(message.node));
-});
+}, markStoppedRuns);
 onPromptFinished((promptId, status) => store.endPrompt(promptId, status));
+
+// Runs whose prompt ComfyUI no longer runs or queues get no more chunks (their end was missed).
+async function markStoppedRuns() {
+  const active = await activePromptIds();
+  for (const run of store.runs.values()) {
+    if (!run.complete && !active.has(run.promptId)) store.endPrompt(run.promptId, "stopped");
+  }
+}
 
 function addPlayer(node) {
   if (!node || node.echotorrentPlayer) return;
@@ -40,23 +49,8 @@ function fitNode(node) {
   node.setSize([Math.max(node.size[0], width, PLAYER_MIN_WIDTH), Math.max(node.size[1], height)]);
 }
 
-async function catchUp() {
-  await events.catchUp();
-  const active = await activePromptIds();
-  for (const run of store.runs.values()) {
-    if (!run.complete && !active.has(run.promptId)) store.endPrompt(run.promptId, "stopped");
-  }
-}
-
 app.registerExtension({
   name: "echotorrent.StreamPlayer",
-  async setup() {
-    try {
-      await catchUp();
-    } catch (error) {
-      console.error("[echotorrent] could not catch up with running streams:", error);
-    }
-  },
   nodeCreated(node) {
     if (PLAYER_NODE_TYPES.has(node.comfyClass)) addPlayer(node);
   },
