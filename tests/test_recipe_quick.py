@@ -1,9 +1,11 @@
-"""The default-model recipe end to end at CI size (`--quick`): SynthTalk data, the four stages, evaluation and the
-bundle; the bundle loads and streams, its manifest's hashes match the files, and a rerun skips every step."""
+"""The default-model recipe end to end at CI size (`--quick`): SynthTalk data, the four stages, evaluation (the
+student's, and the windowed teacher's on the same clips) and the bundle; the bundle loads and streams, its
+manifest's hashes match the files, the comparison table reads the run, and a rerun skips every step."""
 
 from __future__ import annotations
 
 import json
+import math
 
 from echotorrent_core.cli import main
 from echotorrent_core.data.clip_folder import scan_clip_folder
@@ -13,9 +15,33 @@ from echotorrent_core.recipes.bundle import verify_manifest
 from echotorrent_core.recipes.default_model import STAGES
 from echotorrent_core.recipes.evaluation import bundle_settings
 from echotorrent_core.recipes.runner import RecipeRun
+from echotorrent_core.recipes.teacher_evaluation import QUICK_TEACHER_STEPS
+from scripts.default_model_table import main as print_table
 
 
-def test_quick_recipe_trains_a_bundle_that_streams_and_resumes(tmp_path) -> None:
+def check_teacher_metrics(run, manifest: dict, capsys) -> None:
+    """The windowed teacher's evaluation beside the student's: same clips, more passes, and the table reads both."""
+    teacher, student = manifest["metrics_teacher"], manifest["metrics"]
+    assert teacher == json.loads((run / "eval" / "teacher_metrics.json").read_text())
+    window = teacher["sampling"]["window"]
+    assert (window["window_frames"], window["motion_frames"], window["steps"]) == (17, 1, QUICK_TEACHER_STEPS)
+    assert teacher["heldout"]["clips"] == student["heldout"]["clips"] == 2 and len(teacher["drift"]["clips"]) == 1
+    assert [c["clip"] for c in teacher["speed"]["clips"]] == [c["clip"] for c in student["speed"]["clips"]]
+    assert [c["frames"] for c in teacher["speed"]["clips"]] == [c["frames"] for c in student["speed"]["clips"]]
+    speed = teacher["speed"]
+    assert all(math.isfinite(speed[k]) and speed[k] > 0
+               for k in ("seconds", "first_chunk_seconds", "real_time_factor", "passes_per_frame"))
+    assert speed["passes_per_frame"] > student["speed"]["passes_per_frame"]
+    assert all(math.isfinite(v) for v in teacher["heldout"].values())
+    assert all("error" in row or math.isfinite(row["sync_c"]) for row in teacher["clips"])
+    capsys.readouterr()
+    assert print_table([str(run)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert len(rows) == 6 and rows[3].startswith("| teacher (2 clips")
+    assert rows[3].rstrip(" |").endswith(f"{speed['passes_per_frame']:.2f}")
+
+
+def test_quick_recipe_trains_a_bundle_that_streams_and_resumes(tmp_path, capsys) -> None:
     run = tmp_path / "run"
     assert main(["recipe", "default-model", "--out", str(run), "--quick", "--jobs", "1", "--threads", "1"]) == 0
     bundle = run / "bundle"
@@ -28,6 +54,7 @@ def test_quick_recipe_trains_a_bundle_that_streams_and_resumes(tmp_path) -> None
     assert any(row["voice name(s)"] == "`librivox`" for row in manifest["assets"]["speech"])
     assert "eval/majority_acc" in manifest["stage_heldout"]["audio_encoder"]
     assert manifest["metrics"]["heldout"]["clips"] == 2 and "worst_real_time_factor" in manifest["metrics"]["speed"]
+    check_teacher_metrics(run, manifest, capsys)
 
     defaults = bundle_defaults(bundle)
     assert (defaults["height"], defaults["steps"], defaults["guidance"]) == (64, 2, "single")
@@ -43,7 +70,7 @@ def test_quick_recipe_trains_a_bundle_that_streams_and_resumes(tmp_path) -> None
     log_before = (run / "recipe.log").read_text()
     assert main(["recipe", "default-model", "--out", str(run), "--quick", "--jobs", "1", "--threads", "1"]) == 0
     rerun = (run / "recipe.log").read_text()[len(log_before):]
-    assert all(f"skip {name}:" in rerun for name in ("data", "drift", *STAGES, "bundle", "evaluate"))
+    assert all(f"skip {name}:" in rerun for name in ("data", "drift", *STAGES, "bundle", "evaluate", "evaluate_teacher"))
     assert "start " not in rerun
 
 

@@ -29,8 +29,12 @@ Steps (folders under RUN; commands run in RUN with relative paths, all recorded 
    the student's stream settings).
 8. `evaluate` (`evaluation.py`): the bundle streams every held-out clip and the drift clips; sync expert and
    landmark sync vs a shuffled-audio control, identity, detail, drift, real-time factor -> `eval/metrics.json`.
-9. `bundle/manifest.json`: commands, configs (copied), stage wall times, data seed and clip ids, metrics, sha256
-   of every file, asset sources and licences.
+   `evaluate_teacher` (`teacher_evaluation.py`): the bidirectional teacher samples the same clips with the
+   windowed generator (many Euler steps, the student's distillation CFG, its training window) and the same
+   instruments measure them -> `eval/teacher_metrics.json` (one drift clip; `scripts/default_model_table.py`
+   prints the teacher / student table).
+9. `bundle/manifest.json`: commands, configs (copied), stage wall times, data seed and clip ids, metrics (student
+   `metrics`, teacher `metrics_teacher`), sha256 of every file, asset sources and licences.
 `--quick` is the same recipe with the `*_quick.toml` configs and a handful of 64 px clips (CI, minutes).
 `--threads T`: torch threads per training process (default $OMP_NUM_THREADS, else CPUs / parallel stages; use 1 on
 a machine shared with other work, where oversubscribed threads make a step many times slower).
@@ -162,6 +166,35 @@ def _evaluate_step(run: RecipeRun, bundle: Path, expert_path: Path, limit: int |
     return out / "metrics.json"
 
 
+def _evaluate_teacher_step(run: RecipeRun, configs: dict[str, str], expert_path: Path, quick: bool,
+                           limit: int | None, threads: int | None) -> Path:
+    """The teacher on the student's clips, windowed, with the student's instruments (`teacher_evaluation.py`):
+    videos in `eval/teacher/`, metrics in `eval/teacher_metrics.json`."""
+    from ..metrics.report import write_json
+    from ..metrics.sync_expert import load_sync_expert
+    from .teacher_evaluation import QUICK_TEACHER_STEPS, TEACHER_DRIFT_CLIPS, TEACHER_STEPS, evaluate_teacher, \
+        teacher_sampling
+
+    out = run.root / "eval" / "teacher"
+    sampling = teacher_sampling(run.root / configs["teacher"], run.root / configs["student"],
+                                QUICK_TEACHER_STEPS if quick else TEACHER_STEPS,
+                                {stage: STAGE_SETS[stage] for stage in ("teacher", "student")})
+    files = [TEACHER, VAE, AUDIO_ENCODER, "data/index.json", "drift/index.json"]
+    key = sha256_json({"files": [sha256_file(run.root / p) for p in files] + [sha256_file(expert_path)],
+                       "sampling": sampling.to_dict(), "limit": limit, "drift_limit": TEACHER_DRIFT_CLIPS})
+
+    def action() -> list[Path]:
+        torch.set_num_threads(_threads(1, threads))
+        shutil.rmtree(out, ignore_errors=True)
+        metrics = evaluate_teacher(run.root / TEACHER, run.root / VAE, run.root / AUDIO_ENCODER, sampling,
+                                   run.root / "data", run.root / "drift", out, load_sync_expert(expert_path), limit,
+                                   TEACHER_DRIFT_CLIPS)
+        return [write_json(run.root / "eval" / "teacher_metrics.json", metrics)]
+
+    run.step("evaluate_teacher", key, action)
+    return run.root / "eval" / "teacher_metrics.json"
+
+
 def stage_evaluations(run: RecipeRun) -> dict[str, dict]:
     """The last held-out evaluation record of every stage's log (e.g. the audio encoder's phone accuracy)."""
     from ..training.logging_jsonl import read_log
@@ -176,7 +209,7 @@ def stage_evaluations(run: RecipeRun) -> dict[str, dict]:
 
 
 def _manifest(run: RecipeRun, bundle: Path, plan: DataPlan, configs: dict[str, str], metrics: Path,
-              expert: Path, command: list[str]) -> Path:
+              teacher_metrics: Path, expert: Path, command: list[str]) -> Path:
     import json
 
     from .bundle import write_manifest
@@ -198,6 +231,7 @@ def _manifest(run: RecipeRun, bundle: Path, plan: DataPlan, configs: dict[str, s
         "stage_heldout": stage_evaluations(run),
         "sync_expert": {"path": str(expert), "sha256": sha256_file(expert)},
         "metrics": json.loads(metrics.read_text()),
+        "metrics_teacher": json.loads(teacher_metrics.read_text()),
     }
     return write_manifest(bundle, [run.root / path for path in configs.values()], content)
 
@@ -225,6 +259,7 @@ def run_default_model(out: str | Path, quick: bool = False, jobs: int = 2, eval_
     expert = _sync_expert(run, quick)
     bundle = _bundle_step(run, plan.size)
     metrics = _evaluate_step(run, bundle, expert, eval_limit, threads)
-    manifest = _manifest(run, bundle, plan, configs, metrics, expert, command)
+    teacher_metrics = _evaluate_teacher_step(run, configs, expert, quick, eval_limit, threads)
+    manifest = _manifest(run, bundle, plan, configs, metrics, teacher_metrics, expert, command)
     run.log(f"finished: bundle {bundle}, manifest {manifest}")
     return bundle

@@ -7,11 +7,13 @@ Result (JSON-able): `heldout` (metric means over all held-out clips), `groups` (
 kind: `voice_train` / `voice_heldout` (voices never used in training) / `voice_librivox` (real recordings)),
 `shuffled_audio` (means of the control), `ground_truth` (the instruments on the real clips), `drift` (the long clips), `speed` (seconds per chunk, first chunk,
 real-time factor = generation wall time / video duration, measured while generating; model load excluded),
-`clips` (per-clip rows) and `frechet_mouth`.
+`clips` (per-clip rows) and `frechet_mouth`. `evaluate_generator` does the same for any `Generate` (the windowed
+teacher of `teacher_evaluation.py`), so teacher and student are read by the same instruments.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,9 +26,12 @@ from ..metrics.evaluate import evaluate_measured, frechet_mouth_distance, mouth_
 from ..metrics.measurements import EVAL_FPS, measure_file, measure_video, with_audio
 from ..metrics.run_eval import load_truth
 from ..metrics.sync_expert import SyncExpert
-from ..pipeline import ModelBundle, bundle_defaults, generate_to_file
+from ..pipeline import GenerationResult, ModelBundle, bundle_defaults, generate_to_file
 from ..streaming import StreamSettings
 
+Generate = Callable[[Path, Path, Path, int, int], GenerationResult]
+"""(portrait image, speech / soundtrack file, output mp4, height, width) -> what was written (frames, seconds of
+each chunk or window, DiT passes)."""
 SYNC_KEYS = ("sync_c", "sync_d", "sync_offset", "landmark_c", "landmark_r", "landmark_offset")
 STREAM_KEYS = ("chunk_frames", "window_frames", "sink_frames", "steps", "shift", "solver", "rope_layout")
 
@@ -37,9 +42,16 @@ def bundle_settings(folder: str | Path, seed: int = 0) -> StreamSettings:
     return StreamSettings(**{k: defaults[k] for k in STREAM_KEYS if k in defaults}, fps=EVAL_FPS, seed=seed)
 
 
-def generate_clips(bundle: ModelBundle, settings: StreamSettings, data: str | Path, out: Path,
+def bundle_generator(bundle: ModelBundle, settings: StreamSettings) -> Generate:
+    """The Generate of a streaming bundle: `generate_to_file` with `settings` (the student's sampler)."""
+    return lambda portrait, audio, path, height, width: generate_to_file(bundle, portrait, audio, path, height,
+                                                                         width, settings)
+
+
+def generate_clips(generate: Generate, fps: float, data: str | Path, out: Path,
                    limit: int | None = None) -> tuple[Path, list[dict]]:
-    """Stream the held-out clips of `data` into `out/videos/<id>.mp4`; returns the folder and per-clip timings."""
+    """Generate the held-out clips of `data` (video at `fps`) into `out/videos/<id>.mp4`; returns the folder and
+    per-clip timings."""
     entries = [e for e in scan_clip_folder(data) if e.split != "train"][:limit]
     if not entries:
         raise ValueError(f"{data} has no held-out clips to evaluate on")
@@ -52,11 +64,11 @@ def generate_clips(bundle: ModelBundle, settings: StreamSettings, data: str | Pa
         portrait = portraits / f"{entry.id}.png"
         Image.fromarray(first).save(portrait)
         height, width = first.shape[:2]
-        result = generate_to_file(bundle, portrait, entry.video, videos / f"{entry.id}.mp4", height, width, settings)
+        result = generate(portrait, entry.video, videos / f"{entry.id}.mp4", height, width)
         seconds = sum(result.chunk_seconds)
         timings.append({"clip": entry.id, "frames": result.frames, "chunks": result.chunks,
                         "first_chunk_seconds": result.chunk_seconds[0], "seconds": seconds,
-                        "real_time_factor": seconds / (result.frames / settings.fps),
+                        "real_time_factor": seconds / (result.frames / fps),
                         "passes_per_frame": result.passes / result.frames})
     return videos, timings
 
@@ -110,9 +122,17 @@ def voice_kind(voice: str | None, domain: str | None) -> str:
 def evaluate_bundle(bundle: ModelBundle, folder: str | Path, data: str | Path, drift: str | Path | None,
                     out: str | Path, expert: SyncExpert, limit: int | None = None) -> dict:
     """The full evaluation of the bundle in `folder` (see the module docstring)."""
-    out = Path(out)
     settings = bundle_settings(folder)
-    videos, timings = generate_clips(bundle, settings, data, out / "heldout", limit)
+    return {"settings": asdict(settings)} | evaluate_generator(bundle_generator(bundle, settings), settings.fps, data,
+                                                               drift, out, expert, limit)
+
+
+def evaluate_generator(generate: Generate, fps: float, data: str | Path, drift: str | Path | None, out: str | Path,
+                       expert: SyncExpert, limit: int | None = None, drift_limit: int | None = None) -> dict:
+    """The evaluation of any generator (module docstring, without `settings`): the first `limit` held-out clips of
+    `data` and the first `drift_limit` clips of `drift` (None: all) into `out/heldout` and `out/drift`."""
+    out = Path(out)
+    videos, timings = generate_clips(generate, fps, data, out / "heldout", limit)
     payload = measure_videos(videos, data, expert)
     labels = {e.id: e for e in scan_clip_folder(data)}
     groups: dict[str, list[dict]] = {}
@@ -121,12 +141,12 @@ def evaluate_bundle(bundle: ModelBundle, folder: str | Path, data: str | Path, d
         row.update(domain=entry.domain, voice=entry.voice)
         groups.setdefault(entry.domain or "unknown", []).append(row)
         groups.setdefault(voice_kind(entry.voice, entry.domain), []).append(row)
-    result = {"settings": asdict(settings), "heldout": _mean(payload["clips"]),
+    result = {"heldout": _mean(payload["clips"]),
               "groups": {name: _mean(rows) for name, rows in sorted(groups.items())},
               "shuffled_audio": _mean(payload["shuffled_audio"]), "ground_truth": _mean(payload["ground_truth"]),
               "frechet_mouth": payload["frechet_mouth"], "clips": payload["clips"]}
     if drift is not None:
-        drift_videos, drift_timings = generate_clips(bundle, settings, drift, out / "drift")
+        drift_videos, drift_timings = generate_clips(generate, fps, drift, out / "drift", drift_limit)
         timings += drift_timings
         drift_rows = measure_videos(drift_videos, drift, expert)["clips"]
         result["drift"] = {"clips": drift_rows, **{k: v for k, v in _mean(drift_rows).items()
