@@ -10,6 +10,18 @@
 import { api } from "../../scripts/api.js";
 
 const FINISHED_EVENTS = { execution_success: "finished", execution_error: "error", execution_interrupted: "interrupted" };
+const RECORD_LIMIT = 50;
+const records = []; // what the subscriptions did: catch-ups and websocket reconnects, for tests and debugging
+
+function record(entry) {
+  records.push({ at: performance.now(), ...entry });
+  if (records.length > RECORD_LIMIT) records.shift();
+}
+
+// The last catch-ups ({channel, reason, kept, held, error}) and reconnects, oldest first.
+export function subscriptionRecords() {
+  return records.map((entry) => ({ ...entry }));
+}
 
 export function clientId() {
   return api.clientId ?? api.initialClientId ?? null;
@@ -20,7 +32,10 @@ export function clientId() {
 function socketRegistration() {
   let registered = Boolean(api.clientId) && api.socket?.readyState === WebSocket.OPEN; // loaded after connecting
   let waiting = [];
-  api.addEventListener("reconnecting", () => (registered = false));
+  api.addEventListener("reconnecting", () => {
+    registered = false;
+    record({ event: "reconnecting" });
+  });
   api.addEventListener("status", (event) => {
     if (event.detail === null || api.socket?.readyState !== WebSocket.OPEN) return; // the socket closed
     registered = true;
@@ -66,7 +81,7 @@ export function subscribeNodeEvents(channel, kinds, handler, afterCatchUp = () =
       held.push(message);
     } else if (missesOne(message)) {
       held.push(message);
-      catchUp();
+      catchUp(`${message.kind} ${message.kept} of ${streamOf(message)} after ${nextKept.get(streamOf(message))}`);
     } else {
       deliver(message, "live");
     }
@@ -81,36 +96,42 @@ export function subscribeNodeEvents(channel, kinds, handler, afterCatchUp = () =
     return streams.flatMap((stream) => [stream.header, ...stream.events]);
   }
 
-  async function catchUpOnce() {
+  async function catchUpOnce(reason) {
     await registered();
     let kept = [];
+    const entry = { event: "catch-up", channel, reason, kept: 0, held: 0, error: null };
     try {
       kept = await fetchKept();
     } catch (error) {
+      entry.error = String(error);
       console.error("[echotorrent] could not fetch the kept events:", error);
     }
+    Object.assign(entry, { kept: kept.length, held: held.length });
+    record(entry);
     const merged = [...kept.map((message) => [message, "kept"]), ...held.map((message) => [message, "live"])];
     held = [];
     merged.sort(([a], [b]) => a.seq - b.seq); // stable: a kept copy comes before its live twin
     for (const [message, source] of merged) deliver(message, source);
   }
 
-  function catchUp() {
+  function catchUp(reason = "asked") {
     if (catching) {
       again = true;
       return catching;
     }
     catching = (async () => {
+      let why = reason;
       do {
         again = false;
-        await catchUpOnce();
+        await catchUpOnce(why);
+        why = "asked again meanwhile";
       } while (again);
     })().finally(() => (catching = null));
     return catching.then(afterCatchUp).catch((error) => console.error("[echotorrent] after catching up:", error));
   }
 
-  api.addEventListener("reconnected", () => catchUp());
-  catchUp();
+  api.addEventListener("reconnected", () => catchUp("reconnected"));
+  catchUp("page load");
   return { catchUp };
 }
 

@@ -1,9 +1,11 @@
 // Plays one StreamRun: its chunks' sound scheduled on the shared clock (Web Audio), its frames chosen from that
-// same clock, so picture and sound stay together. Honest buffering: when the next frame has not arrived yet,
-// playback stops at the last one and waits ("buffering") until a chunk more is there; nothing is skipped.
+// same clock, so picture and sound stay together. Frames are decoded (createImageBitmap) as their chunks arrive,
+// up to READY_AHEAD frames past the playhead, so showing one is a drawImage of a bitmap already there.
+// Honest buffering: when the next frame has not arrived yet, playback stops at the last one and waits ("buffering")
+// until a chunk more is there (and its first frame is decoded); nothing is skipped.
 
 const START_LEAD = 0.08; // seconds between scheduling a start and its first sample
-const LOOKAHEAD_FRAMES = 24; // frames decoded ahead of the playhead
+const READY_AHEAD = 48; // frames decoded ahead of the playhead (about 15 MB at 320x240; 2 s at 25 fps)
 const LOG_LIMIT = 20000; // drawn-frame records kept for the tests and the stats
 
 export class StreamPlayback {
@@ -12,15 +14,20 @@ export class StreamPlayback {
     this.run = run;
     this.sound = sound;
     this.draw = draw;
-    this.state = "waiting"; // waiting | playing | buffering | ended
+    this.state = "waiting"; // waiting | playing | buffering | ending (clock at the end, last frame not painted) | ended
     this.position = 0; // media seconds while not playing
     this.anchor = null; // while playing: { clock, media, withSound }
     this.sources = [];
     this.scheduled = new Set(); // chunk indices whose sound is scheduled since the last start
-    this.bitmaps = new Map(); // frame index -> Promise<ImageBitmap>
+    this.decoding = new Set(); // frame indices being decoded
+    this.undecodable = new Set(); // frame indices whose JPEG could not be decoded
+    this.ready = new Map(); // frame index -> ImageBitmap
     this.shownFrame = -1;
+    this.lastLate = -1; // the last frame counted in log.late
     this.followEdge = false; // while waiting: start at the newest chunk (a page that joins a run midway)
-    this.log = { drawn: [], scheduled: [], buffering: 0, starts: 0 };
+    this.destroyed = false;
+    // drawn: one record a painted frame; late: frames whose time came before their bitmap was decoded.
+    this.log = { drawn: [], scheduled: [], buffering: 0, starts: 0, late: 0 };
     this.onStateChange = () => {
       if (this.state === "playing") this.startAt(this.mediaTime());
     };
@@ -47,23 +54,18 @@ export class StreamPlayback {
     return [firstFrame / this.fps, endFrame / this.fps];
   }
 
-  // Play from `seconds` (clamped to what has arrived); waits for the first chunk if none is there yet.
+  frameAt(media) {
+    return Math.floor(media * this.fps + 1e-6);
+  }
+
+  // Play from `seconds` (clamped to what has arrived): the clock starts once that frame is decoded (or, with
+  // nothing there yet, once the first chunk arrived).
   play(seconds = 0) {
     const [start, end] = this.available();
     this.halt();
     this.position = Math.min(Math.max(seconds, start), Math.max(start, end));
-    this.setState(end > this.position ? "playing" : "waiting");
-    if (this.state === "playing") this.begin(this.position);
-  }
-
-  // Start the clock at `media` once its frame is decoded, so the first frame is shown on time.
-  begin(media) {
-    const token = (this.beginToken = {});
-    const frame = Math.floor(media * this.fps + 1e-6);
-    this.decode(frame);
-    Promise.resolve(this.bitmaps.get(frame)).then(() => {
-      if (this.beginToken === token && this.state === "playing" && !this.anchor) this.startAt(media);
-    });
+    this.setState("waiting");
+    this.tick();
   }
 
   startAt(media) {
@@ -115,7 +117,6 @@ export class StreamPlayback {
   halt() {
     if (this.anchor) this.position = this.mediaTime();
     this.anchor = null;
-    this.beginToken = null;
     this.stopSources();
   }
 
@@ -127,32 +128,44 @@ export class StreamPlayback {
   // A chunk arrived or the run ended.
   update() {
     if (this.state === "playing") this.scheduleSound();
+    this.prepare(this.currentFrame());
   }
 
-  // Called every animation frame.
+  // Called every animation frame (and by a timer in a hidden tab).
   tick() {
+    if (this.destroyed) return;
     const [start, end] = this.available();
     if (this.state === "playing") {
-      const media = this.mediaTime();
-      if (media >= end) {
+      if (this.mediaTime() >= end) {
         this.halt();
         this.position = end;
-        this.setState(this.run.complete ? "ended" : "buffering");
+        this.setState(this.run.complete ? "ending" : "buffering");
       }
     } else if (this.state === "waiting" && this.followEdge) {
       this.joinAtEdge(end);
     } else if (this.state === "waiting" || this.state === "buffering") {
-      const ahead = end - Math.max(this.position, start);
-      const chunkSeconds = this.run.contiguous().chunks.at(-1)?.frameCount / this.fps || Infinity;
-      if (ahead > 0 && (ahead >= chunkSeconds - 1e-6 || this.run.complete)) {
-        this.position = Math.max(this.position, start);
-        this.setState("playing");
-        this.begin(this.position);
-      } else if (this.run.complete && this.state === "buffering") {
-        this.setState("ended");
-      }
+      this.resumeIfReady(start, end);
     }
-    this.showFrameAt(this.currentFrame());
+    const frame = this.currentFrame();
+    this.prepare(frame);
+    this.show(frame);
+    if (this.state === "ending" && (this.shownFrame === frame || this.undecodable.has(frame))) this.setState("ended");
+  }
+
+  // Start the clock when a whole chunk (or the rest of a finished run) is there past the position and the frame
+  // at the position is decoded.
+  resumeIfReady(start, end) {
+    const ahead = end - Math.max(this.position, start);
+    const chunkSeconds = this.run.contiguous().chunks.at(-1)?.frameCount / this.fps || Infinity;
+    if (ahead > 0 && (ahead >= chunkSeconds - 1e-6 || this.run.complete)) {
+      this.position = Math.max(this.position, start);
+      if (this.ready.has(this.frameAt(this.position))) {
+        this.setState("playing");
+        this.startAt(this.position);
+      }
+    } else if (this.run.complete && this.state === "buffering") {
+      this.setState("ending");
+    }
   }
 
   // Start at the newest chunk that arrived, or show the last frame when the run has ended already.
@@ -162,7 +175,7 @@ export class StreamPlayback {
     this.followEdge = false;
     if (this.run.ended) {
       this.position = end;
-      this.setState("ended");
+      this.setState("ending");
     } else {
       this.play(newest.firstFrame / this.fps);
     }
@@ -170,48 +183,72 @@ export class StreamPlayback {
 
   // The frame index for the playhead (the last frame once playback stopped at the end of what arrived).
   currentFrame() {
-    const media = this.mediaTime();
-    const frame = Math.floor(media * this.fps + 1e-6);
     const { firstFrame, endFrame } = this.run.contiguous();
-    return Math.min(Math.max(frame, firstFrame), endFrame - 1);
+    return Math.min(Math.max(this.frameAt(this.mediaTime()), firstFrame), endFrame - 1);
   }
 
-  showFrameAt(index) {
+  // Decode the arrived frames from `index` to READY_AHEAD past it; release the bitmaps behind it.
+  prepare(index) {
     if (index < 0) return;
-    for (let ahead = index; ahead < index + LOOKAHEAD_FRAMES; ahead++) this.decode(ahead);
-    for (const old of this.bitmaps.keys()) {
-      if (old < index - 1) this.release(old);
-    }
-    if (index === this.shownFrame) return;
-    const pending = this.bitmaps.get(index);
-    if (!pending) return;
-    pending.then((bitmap) => {
-      if (!bitmap || this.currentFrame() !== index || this.shownFrame === index) return;
-      this.shownFrame = index;
-      this.draw(bitmap, index);
-      if (this.log.drawn.length < LOG_LIMIT) {
-        this.log.drawn.push({ frame: index, media: this.mediaTime(), clock: this.sound.context.currentTime,
-                              withSound: Boolean(this.anchor?.withSound), state: this.state, start: this.log.starts,
-                              startClock: this.anchor?.clock ?? null, at: performance.now() });
+    for (const [old, bitmap] of this.ready) {
+      if (old < index && old !== this.shownFrame) {
+        bitmap.close();
+        this.ready.delete(old);
       }
-    });
+    }
+    for (let ahead = index; ahead < index + READY_AHEAD; ahead++) this.decode(ahead);
   }
 
   decode(index) {
-    if (this.bitmaps.has(index)) return;
+    if (this.ready.has(index) || this.decoding.has(index)) return;
     const blob = this.run.frame(index);
     if (!blob) return;
-    this.bitmaps.set(index, createImageBitmap(blob).catch(() => null));
+    this.decoding.add(index);
+    createImageBitmap(blob).then((bitmap) => {
+      this.decoding.delete(index);
+      if (this.destroyed || index < this.currentFrame()) {
+        bitmap.close();
+        return;
+      }
+      this.ready.set(index, bitmap);
+      if (this.state !== "playing") this.tick(); // its frame may be the one a start or the end waits for
+    }, (error) => {
+      this.decoding.delete(index);
+      this.undecodable.add(index);
+      console.error(`[echotorrent] frame ${index} could not be decoded:`, error);
+    });
   }
 
-  release(index) {
-    this.bitmaps.get(index)?.then((bitmap) => bitmap?.close());
-    this.bitmaps.delete(index);
+  // Paint frame `index` if it is decoded and not on screen yet.
+  show(index) {
+    if (index < 0 || index === this.shownFrame) return;
+    const bitmap = this.ready.get(index);
+    if (!bitmap) {
+      if (this.state === "playing" && index !== this.lastLate) {
+        this.lastLate = index;
+        this.log.late += 1;
+      }
+      return;
+    }
+    const previous = this.ready.get(this.shownFrame);
+    if (previous && this.shownFrame < index) {
+      previous.close();
+      this.ready.delete(this.shownFrame);
+    }
+    this.shownFrame = index;
+    this.draw(bitmap, index);
+    if (this.log.drawn.length < LOG_LIMIT) {
+      this.log.drawn.push({ frame: index, media: this.mediaTime(), clock: this.sound.context.currentTime,
+                            withSound: Boolean(this.anchor?.withSound), state: this.state, start: this.log.starts,
+                            startClock: this.anchor?.clock ?? null, at: performance.now() });
+    }
   }
 
   destroy() {
+    this.destroyed = true;
     this.halt();
     this.sound.context.removeEventListener("statechange", this.onStateChange);
-    for (const index of [...this.bitmaps.keys()]) this.release(index);
+    for (const bitmap of this.ready.values()) bitmap.close();
+    this.ready.clear();
   }
 }

@@ -3,6 +3,7 @@
 // node's runs one after another (several queued prompts each play on their own), following a live run as its
 // chunks arrive. Everything the server sends is drawn on canvases or set as textContent, never parsed as HTML.
 import { api } from "../../scripts/api.js";
+import { subscriptionRecords } from "./node_events.js";
 import { soundOutput } from "./stream_audio.js";
 import { StreamPlayback } from "./stream_playback.js";
 
@@ -231,11 +232,12 @@ export class StreamPlayer {
       node: this.nodeId, current: this.run?.promptId ?? null, state: this.playback?.state ?? null,
       mediaTime: this.playback?.mediaTime() ?? null, audioTime: this.sound.context.currentTime,
       soundRunning: this.sound.running, level: this.sound.level(), status: this.status.textContent,
+      subscriptions: subscriptionRecords(),
       savedLink: this.savedLink.style.display === "none" ? null : this.savedLink.href,
       runs: this.store.runsOf(this.nodeId).map(summary),
       playbacks: this.history.map(({ promptId, mode, playback }) => ({
         promptId, mode, state: playback.state, buffering: playback.log.buffering, starts: playback.log.starts,
-        drawn: playback.log.drawn, scheduled: playback.log.scheduled,
+        late: playback.log.late, drawn: playback.log.drawn, scheduled: playback.log.scheduled,
       })),
     };
   }
