@@ -63,19 +63,22 @@ def _row_offsets(cfg: AudioAdapterConfig) -> torch.Tensor:
     return torch.cat([first, middle, last])
 
 
+def first_frame_rows(num_rows: int, cfg: AudioAdapterConfig = _DEFAULT) -> torch.Tensor:
+    """Row indices `[window]` of latent frame 0's window (rows -half..half of frame 0) in `num_rows` feature rows."""
+    half = cfg.window // 2
+    return torch.arange(-half, cfg.window - half).clamp(0, num_rows - 1)
+
+
 def first_frame_window(features: torch.Tensor, cfg: AudioAdapterConfig = _DEFAULT) -> torch.Tensor:
     """Window of latent frame 0: features `[T_video, L, C]` -> `[1, window, L, C]` (rows -half..half of frame 0)."""
     _check_features(features)
-    half = cfg.window // 2
-    rows = torch.arange(-half, cfg.window - half).clamp(0, features.shape[0] - 1)
-    return features[rows.to(features.device)].unsqueeze(0)
+    return features[first_frame_rows(features.shape[0], cfg).to(features.device)].unsqueeze(0)
 
 
-def latent_frame_windows(
-    features: torch.Tensor, latent_frames: range | Sequence[int], cfg: AudioAdapterConfig = _DEFAULT
+def latent_frame_rows(
+    num_rows: int, latent_frames: range | Sequence[int], cfg: AudioAdapterConfig = _DEFAULT
 ) -> torch.Tensor:
-    """Windows of latent frames j >= 1: features `[T_video, L, C]` -> `[len(latent_frames), window_vf, L, C]`."""
-    _check_features(features)
+    """Row indices `[len(latent_frames), window_vf]` of the windows of latent frames j >= 1 in `num_rows` rows."""
     frames = torch.as_tensor(list(latent_frames), dtype=torch.long)
     if frames.ndim != 1:
         raise ValueError(f"latent_frames must be a flat sequence of ints, got shape {tuple(frames.shape)}")
@@ -85,5 +88,12 @@ def latent_frame_windows(
         )
     offsets = _row_offsets(cfg)
     group_start = cfg.vae_temporal_stride * frames - (cfg.vae_temporal_stride - 1)
-    rows = (group_start[:, None] + offsets[None, :]).clamp(0, features.shape[0] - 1)
-    return features[rows.to(features.device)]
+    return (group_start[:, None] + offsets[None, :]).clamp(0, num_rows - 1)
+
+
+def latent_frame_windows(
+    features: torch.Tensor, latent_frames: range | Sequence[int], cfg: AudioAdapterConfig = _DEFAULT
+) -> torch.Tensor:
+    """Windows of latent frames j >= 1: features `[T_video, L, C]` -> `[len(latent_frames), window_vf, L, C]`."""
+    _check_features(features)
+    return features[latent_frame_rows(features.shape[0], latent_frames, cfg).to(features.device)]
