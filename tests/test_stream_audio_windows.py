@@ -4,32 +4,15 @@
 from __future__ import annotations
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from echotorrent_core.models.audio_windows import first_frame_window, latent_frame_windows
 from echotorrent_core.streaming import StreamingSampler, StreamSettings
 from echotorrent_core.streaming.denoise import ChunkDenoiser, NullConditions
 
+from allocations import LargestNewStorage
 from sampler_inputs import stream_inputs, tiny_models
 
 SETTINGS = StreamSettings(chunk_frames=3, window_frames=6, steps=1)
-
-
-class LargestNewStorage(TorchDispatchMode):
-    """Records the largest storage (bytes) any op returns, except storages of the `kept` tensors (views of them)."""
-
-    def __init__(self, *kept: torch.Tensor) -> None:
-        super().__init__()
-        self.kept = {tensor.untyped_storage().data_ptr() for tensor in kept}
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        result = func(*args, **(kwargs or {}))
-        for leaf in tree_leaves(result):
-            if isinstance(leaf, torch.Tensor) and leaf.untyped_storage().data_ptr() not in self.kept:
-                self.largest = max(self.largest, leaf.untyped_storage().nbytes())
-        return result
 
 
 def test_chunk_windows_are_those_of_the_portrait_led_features(monkeypatch) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..guidance import ConditionVariant, GuidancePolicy
+from ..media.finite import all_finite
 from ..media.frames import video_to_frames
 from ..models.audio_windows import first_frame_rows, latent_frame_rows
 from ..models.vae import StreamingDecoder
@@ -28,8 +29,6 @@ from .context import CachedContext, RecomputedContext
 from .denoise import ChunkDenoiser, NullConditions
 from .image_condition import ImageCondition
 from .settings import StreamSettings
-
-FINITE_CHECK_ELEMENTS = 1 << 16  # audio feature values checked for NaN / inf at a time (256 KB copies)
 
 
 @dataclass(frozen=True)
@@ -57,14 +56,6 @@ class ChunkOutput:
     def passes_per_frame(self) -> float:
         """Network passes per output frame of this chunk (the cache-writing pass included)."""
         return self.passes / max(self.frames.shape[0], 1)
-
-
-def _all_finite(features: torch.Tensor, span_elements: int = FINITE_CHECK_ELEMENTS) -> bool:
-    """Whether every value of `[T, ...]` is finite, checked a span of rows at a time: `torch.isfinite` of the
-    whole tensor makes a float copy (`abs`) and boolean masks of its full size, which for a long stream's features
-    is a peak as large as the features themselves."""
-    rows = max(1, span_elements // max(1, features[0].numel()))
-    return all(bool(torch.isfinite(features[start:start + rows]).all()) for start in range(0, len(features), rows))
 
 
 @dataclass
@@ -206,7 +197,7 @@ class StreamingSampler:
                     f"audio_features must be [T_video >= 1, {expected[0]}, {expected[1]}] (one row per video frame), "
                     f"got {tuple(audio_features.shape)}"
                 )
-            if not _all_finite(audio_features):
+            if not all_finite(audio_features, dim=0):  # in spans: no full-size copy of long features
                 raise ValueError("audio_features contain NaN or infinite values")
             num_frames = len(audio_features) if num_frames is None else num_frames
         if num_frames < 1:
