@@ -11,6 +11,8 @@ import { api } from "../../scripts/api.js";
 
 const FINISHED_EVENTS = { execution_success: "finished", execution_error: "error", execution_interrupted: "interrupted" };
 const RECORD_LIMIT = 50;
+const FETCH_TRIES = 3; // tries of GET /echotorrent/events per catch-up
+const RETRY_MS = 500;
 const records = []; // what the subscriptions did: catch-ups and websocket reconnects, for tests and debugging
 
 function record(entry) {
@@ -100,11 +102,18 @@ export function subscribeNodeEvents(channel, kinds, handler, afterCatchUp = () =
     await registered();
     let kept = [];
     const entry = { event: "catch-up", channel, reason, kept: 0, held: 0, error: null };
-    try {
-      kept = await fetchKept();
-    } catch (error) {
-      entry.error = String(error);
-      console.error("[echotorrent] could not fetch the kept events:", error);
+    for (let tries = 1; ; tries++) {
+      try {
+        kept = await fetchKept();
+        break;
+      } catch (error) {
+        entry.error = `try ${tries}: ${error}`;
+        if (tries === FETCH_TRIES) {
+          console.error("[echotorrent] could not fetch the kept events:", error);
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+      }
     }
     Object.assign(entry, { kept: kept.length, held: held.length });
     record(entry);

@@ -26,8 +26,9 @@ export class StreamPlayback {
     this.lastLate = -1; // the last frame counted in log.late
     this.followEdge = false; // while waiting: start at the newest chunk (a page that joins a run midway)
     this.destroyed = false;
-    // drawn: one record a painted frame; late: frames whose time came before their bitmap was decoded.
-    this.log = { drawn: [], scheduled: [], buffering: 0, starts: 0, late: 0 };
+    // drawn: one record a painted frame; late: frames whose time came before their bitmap was decoded;
+    // animationFrames: the frame due at each animation frame while the clock ran (what the page let it paint).
+    this.log = { drawn: [], scheduled: [], buffering: 0, starts: 0, late: 0, animationFrames: [] };
     this.onStateChange = () => {
       if (this.state === "playing") this.startAt(this.mediaTime());
     };
@@ -131,8 +132,8 @@ export class StreamPlayback {
     this.prepare(this.currentFrame());
   }
 
-  // Called every animation frame (and by a timer in a hidden tab).
-  tick() {
+  // Called every animation frame (`animationFrame`), by a timer (which keeps a hidden tab going) and on events.
+  tick(animationFrame = false) {
     if (this.destroyed) return;
     const [start, end] = this.available();
     if (this.state === "playing") {
@@ -149,6 +150,9 @@ export class StreamPlayback {
     const frame = this.currentFrame();
     this.prepare(frame);
     this.show(frame);
+    if (animationFrame && this.state === "playing" && this.log.animationFrames.length < LOG_LIMIT) {
+      this.log.animationFrames.push({ frame, at: performance.now() });
+    }
     if (this.state === "ending" && (this.shownFrame === frame || this.undecodable.has(frame))) this.setState("ended");
   }
 

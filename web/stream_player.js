@@ -46,6 +46,11 @@ export class StreamPlayer {
     this.timeline = element("canvas", { width: "100%", height: "10px", flex: "0 0 auto", cursor: "pointer" });
     this.timeline.height = 10;
     this.timeline.addEventListener("click", (event) => this.seek(event));
+    this.timelineWidth = 300; // its width in CSS pixels, kept by an observer (reading it each frame forces layout)
+    this.resizes = new ResizeObserver(([entry]) => {
+      this.timelineWidth = Math.max(1, Math.round(entry.contentRect.width || 300));
+    });
+    this.resizes.observe(this.timeline);
     this.status = element("div", { flex: "0 0 auto", lineHeight: "16px", whiteSpace: "nowrap", overflow: "hidden",
                                    textOverflow: "ellipsis" }, "no stream yet");
     const controls = element("div", { display: "flex", flex: "0 0 auto", gap: "6px", alignItems: "center" });
@@ -139,13 +144,14 @@ export class StreamPlayer {
 
   onAnimationFrame() {
     this.frameRequest = requestAnimationFrame(() => this.onAnimationFrame());
-    this.tick();
+    this.tick(true);
   }
 
-  tick() {
+  // `animationFrame`: called for an animation frame (else by the timer).
+  tick(animationFrame = false) {
     if (this.boundId !== this.nodeId) this.bind();
     if (!this.playback) return;
-    this.playback.tick();
+    this.playback.tick(animationFrame);
     if (this.playback.state === "ended") {
       const next = this.store.runsOf(this.nodeId).find((run) => !this.started.has(run));
       if (next) this.select(next, "live");
@@ -154,11 +160,16 @@ export class StreamPlayer {
     this.showStatus();
   }
 
+  // Redrawn only when it changes (a canvas redrawn every animation frame costs the page a composite each time).
   drawTimeline() {
-    const width = Math.max(1, Math.round(this.timeline.clientWidth || 300));
+    const width = this.timelineWidth;
+    const { chunksTotal, framesTotal } = this.run.start;
+    const playhead = (this.playback.mediaTime() * this.run.fps / framesTotal) * width;
+    const drawn = `${this.run.key}:${width}:${this.run.chunks.size}:${Math.round(playhead)}`;
+    if (drawn === this.timelineDrawn) return;
+    this.timelineDrawn = drawn;
     if (this.timeline.width !== width) this.timeline.width = width;
     const context = this.timeline.getContext("2d");
-    const { chunksTotal, framesTotal } = this.run.start;
     context.fillStyle = COLORS.track;
     context.fillRect(0, 0, width, 10);
     context.fillStyle = COLORS.arrived;
@@ -166,7 +177,6 @@ export class StreamPlayer {
       const left = (chunk.firstFrame / framesTotal) * width;
       context.fillRect(left, 1, Math.max(1, (chunk.frameCount / framesTotal) * width - 1), 8);
     }
-    const playhead = (this.playback.mediaTime() * this.run.fps / framesTotal) * width;
     context.fillStyle = COLORS.playhead;
     context.fillRect(Math.min(width - 2, playhead), 0, 2, 10);
     this.timeline.title = `${this.run.chunks.size} of ${chunksTotal} chunks`;
@@ -180,13 +190,14 @@ export class StreamPlayer {
     const sound = this.sound.running ? "" : " · click for sound";
     const text = `chunk ${run.chunks.size}/${run.start.chunksTotal}${ending} · ${this.playback.state}${speed}${sound}`;
     if (this.status.textContent !== text) this.status.textContent = text;
-    this.replayButton.disabled = !run.complete || run.chunks.size === 0;
+    const replayable = run.complete && run.chunks.size > 0;
+    if (this.replayButton.disabled === replayable) this.replayButton.disabled = !replayable;
     this.showSavedVideo(run.ended?.savedVideo ?? null);
   }
 
   showSavedVideo(saved) {
     if (!saved) {
-      this.savedLink.style.display = "none";
+      if (this.savedLink.style.display !== "none") this.savedLink.style.display = "none";
       return;
     }
     const query = new URLSearchParams({ filename: saved.filename, subfolder: saved.subfolder ?? "", type: saved.type ?? "output" });
@@ -195,7 +206,7 @@ export class StreamPlayer {
       this.savedLink.href = href;
       this.savedLink.textContent = String(saved.filename);
     }
-    this.savedLink.style.display = "";
+    if (this.savedLink.style.display !== "") this.savedLink.style.display = "";
   }
 
   refreshRunChoice() {
@@ -238,6 +249,7 @@ export class StreamPlayer {
       playbacks: this.history.map(({ promptId, mode, playback }) => ({
         promptId, mode, state: playback.state, buffering: playback.log.buffering, starts: playback.log.starts,
         late: playback.log.late, drawn: playback.log.drawn, scheduled: playback.log.scheduled,
+        animationFrames: playback.log.animationFrames,
       })),
     };
   }
@@ -245,6 +257,7 @@ export class StreamPlayer {
   destroy() {
     cancelAnimationFrame(this.frameRequest);
     clearInterval(this.timer);
+    this.resizes.disconnect();
     this.unsubscribe();
     this.playback?.destroy();
     this.playback = null;

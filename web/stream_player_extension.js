@@ -13,11 +13,17 @@ const PLAYER_MIN_HEIGHT = 260;
 const PLAYER_MIN_WIDTH = 340;
 
 const store = new StreamRunStore();
-subscribeNodeEvents("echotorrent.stream", ["start", "chunk", "end"], (kind, message, source) => {
+const events = subscribeNodeEvents("echotorrent.stream", ["start", "chunk", "end"], (kind, message, source) => {
   store.handle(kind, message, source);
   if (kind === "start") addPlayer(app.graph?.getNodeById(message.node));
 }, markStoppedRuns);
-onPromptFinished((promptId, status) => store.endPrompt(promptId, status));
+// ComfyUI's end of a prompt comes after the prompt's own events: a run still incomplete then missed some (or was
+// interrupted), so the page catches up too (a kept end event then adds the saved video).
+onPromptFinished((promptId, status) => {
+  const incomplete = [...store.runs.values()].some((run) => run.promptId === promptId && !run.complete);
+  store.endPrompt(promptId, status);
+  if (incomplete) events.catchUp("prompt ended, its stream incomplete");
+});
 
 // Runs whose prompt ComfyUI no longer runs or queues get no more chunks (their end was missed).
 async function markStoppedRuns() {

@@ -72,9 +72,10 @@ export class StreamRun {
     this.droppedChunks += 1;
   }
 
-  setEnded(status, savedVideo = null, seconds = null) {
-    if (this.ended && this.ended.status === "finished") return;
-    this.ended = { status, savedVideo, seconds };
+  // The node's end event (`fromNode`) says the most: it replaces what ComfyUI's end of the prompt said.
+  setEnded(status, savedVideo = null, seconds = null, fromNode = false) {
+    if (this.ended && (this.ended.status === "finished" || this.ended.fromNode) && !fromNode) return;
+    this.ended = { status, savedVideo, seconds, fromNode };
   }
 
   // The chunks in order, and the frames [firstFrame, endFrame) they cover without a gap from the first kept one.
@@ -147,7 +148,7 @@ export class StreamRunStore {
     } else if (kind === "chunk") {
       if (!run.addChunk(message, source)) return;
     } else if (kind === "end") {
-      run.setEnded("finished", message.saved_video ?? null, message.seconds ?? null);
+      run.setEnded("finished", message.saved_video ?? null, message.seconds ?? null, true);
     }
     this.notify(run);
   }

@@ -32,7 +32,16 @@ SMALL_SIZE = (128, 96)  # where only the order and ownership of runs matter
 FPS = 25
 SPEECH = {"echotorrent_player_4s.wav": 4.0, "echotorrent_player_8s.wav": 8.0, "echotorrent_player_2s.wav": 2.0}
 RUN_TIMEOUT = 180.0  # seconds for a run and its playback on a busy 2-core machine
-FRAME_COVERAGE = 0.9  # share of a run's frames that must be painted (a late animation frame may skip one)
+# Painting happens in animation frames, which the browser may withhold: on this 2-core machine at load average
+# 4.5-5.5 it delivered none for 106-189 ms at times (mostly near a run's end, while the server writes the mp4), with
+# no long task or long animation frame on the page meanwhile (PerformanceObserver 'longtask' and
+# 'long-animation-frame' over four of the playbacks: none in those gaps): the browser's frame production was
+# starved of CPU, not the page's script. Measured 2026-12-02 over 8 two-second playbacks (50 frames): 44-50
+# painted; of the frames not painted, all but two (not decoded in time) had no animation frame in their 40 ms.
+# So the player is held to painting the frames it got an animation frame for, and the browser to giving most
+# frames one; painted / all frames was the bar before (45 of 50), which measured the machine as much as the player.
+FRAME_COVERAGE = 0.9  # share of the frames due at an animation frame (or painted) that must be painted
+ANIMATION_FRAME_SHARE = 0.8  # share of a playback's frames whose time must see an animation frame while playing
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +85,19 @@ def painted(playback: dict) -> list[int]:
 
 
 def assert_played_in_order(playback: dict, first: int, frames: int) -> None:
-    """The playback painted frames `first` .. `frames - 1` in order, missing at most a few."""
+    """The playback painted frames `first` .. `frames - 1` in order, missing at most a few of those it had an
+    animation frame for; and the browser gave most frames' time an animation frame (see FRAME_COVERAGE)."""
     shown = painted(playback)
     assert shown == sorted(shown) and len(set(shown)) == len(shown), shown
     assert shown[0] == first and shown[-1] == frames - 1, shown
-    times = [entry["at"] for entry in playback["drawn"]]
+    due = {entry["frame"] for entry in playback["animationFrames"]}
+    paintable = (due | set(shown)) & set(range(first, frames))
+    times = [entry["at"] for entry in playback["animationFrames"]]
     longest_gap = max((b - a for a, b in zip(times, times[1:])), default=0.0)
-    assert len(shown) >= FRAME_COVERAGE * (frames - first), (
-        f"{len(shown)} of {frames - first} frames painted ({playback['late']} not decoded when due, longest gap "
-        f"between paints {longest_gap:.0f} ms)")
+    summary = (f"{len(shown)} of {frames - first} frames painted, {len(paintable)} had an animation frame "
+               f"({playback['late']} not decoded when due; longest wait for an animation frame {longest_gap:.0f} ms)")
+    assert len(paintable) >= ANIMATION_FRAME_SHARE * (frames - first), summary
+    assert len(shown) >= FRAME_COVERAGE * len(paintable), summary
 
 
 def assert_complete(run: dict, seconds: float) -> None:
