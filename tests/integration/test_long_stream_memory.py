@@ -3,26 +3,28 @@ with the length of the stream (peak and resident set of a 3-minute stream within
 tiny model), its mp4 is complete and playable (h264 + aac, one frame per 1/25 s of speech), and an interrupted run
 leaves a playable mp4 of the chunks done and says so.
 
-How the memory is measured, and why (figures measured 2026-12-02 on this machine, 64x48, tiny model):
+How the memory is measured, and why (figures of 2026-12-02, this machine, 64x48, tiny model):
 - Same input. Both measured streams read the same 3-minute file through core LoadAudio, cut by core
   TrimAudioDuration (a view, no copy) to 30 s or 180 s. Core LoadAudio holds the whole decoded track for as long as
-  ComfyUI caches it (11.5 MB of float32 for 3 minutes of 16 kHz mono, a few times that while it decodes): that is
+  ComfyUI caches it (11.5 MB of float32 for 3 minutes of 16 kHz mono, about twice that while it decodes): that is
   the user's input, held by core ComfyUI, not memory of this pack's streaming pipeline, so it must be the same in
-  both figures. Everything of ours stays in the comparison: Audio Encode's features (one row per frame), the
+  both figures. Everything of ours stays in the comparison: Audio Encode and its features (one row per frame), the
   sampler, the writer and the player's catch-up log. Each run decodes its own copy of the file, so the decode is
   inside both figures.
 - Peak per prompt. VmHWM is reset (/proc/PID/clear_refs) before each measured prompt, after a short warm-up stream
   that takes the one-time costs (imports, model loading, encoder start-up) out of both figures.
 - glibc's heap. The server runs with a fixed MALLOC_MMAP_THRESHOLD_ of 1 MiB (and MALLOC_ARENA_MAX=2). By default
-  glibc raises its mmap threshold to the size of every large block freed, so after LoadAudio's whole-track buffers
-  are freed later blocks of up to that size come from the brk heap, which is not given back: VmRSS then reflects
-  the order of past allocations, not what the process holds (VmRSS == VmHWM at the end of every run; with default
-  malloc the 180 s / 30 s figures were +6.1% with MALLOC_ARENA_MAX=2 alone, +6.5% with nothing set). With the fixed
-  threshold, blocks of 1 MiB and more are mapped and unmapped, and freed memory leaves the resident set.
-- The rest of the difference is the player's catch-up log (nodes/node_events.py): it keeps every chunk event of a
-  stream (JPEG frames + PCM, base64) up to 24 MB per stream, about 100 KB per second of stream at this frame size,
-  so 3 MB for 30 s and 18 MB for 180 s; the sampled resident set ramps by that much during the 3-minute Save Stream
-  and stays flat with the log disabled. It is bounded, and counted here.
+  glibc raises its mmap threshold to the size of every large block freed, so after the whole-track buffers are
+  freed, later blocks of up to that size come from the brk heap, which is not given back: VmRSS then follows the
+  order of past allocations, not what the process holds (VmRSS == VmHWM after every run). With default malloc the
+  same comparison gives +5.2% (+2.4% with the catch-up log off); MALLOC_ARENA_MAX=2 alone changes nothing (+6.1%).
+  With the fixed threshold, blocks of 1 MiB and more are mapped and unmapped, and freed memory leaves the set.
+- Measured so: peak +2.4%, +2.5%, +2.4%, +2.8% and resident set after the prompt +2.1% .. +2.9% over repeated runs
+  (about 22 MiB of a 45 MiB allowance). About 16 MiB of it is the player's catch-up log (nodes/node_events.py): it
+  keeps every chunk event of a stream (JPEG frames + PCM, base64), about 100 KB per second of stream at this size
+  (3 MB after 30 s, 18 MB after 180 s) up to 24 MB per stream and 4 streams; the sampled resident set ramps by that
+  much during the 3-minute Save Stream, and with the log off the two peaks differ by +0.5% (4.5 MiB). It is bounded
+  and counted here.
 """
 
 from __future__ import annotations
