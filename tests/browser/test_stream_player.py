@@ -1,10 +1,12 @@
 """The live stream player on the Streaming Sampler, in the real front end against a real ComfyUI running the
 generation workflow on the tiny random model: frames appear while the run goes on, chunk by chunk, with the sound
-playing on the clock the frames follow; the whole result replays; a reload mid-run resumes; several prompts and
-two tabs each play their own; removing the node mid-run raises nothing.
+playing on the clock the frames follow; the whole result replays; a reload mid-run resumes with every chunk (even
+with a chunk arriving while the page catches up, and with the websocket down while chunks are sent); several
+prompts and two tabs each play their own; removing the node mid-run raises nothing.
 
 The runs are made long enough to watch by size (the tiny model at 256x192 streams at about real time on an idle
-CPU core), not by sleeps. Screenshots go to .cache/test-artifacts/stream_player/.
+CPU core), not by sleeps. Screenshots, and each final snapshot of the player with the page's console (JSON), go to
+.cache/test-artifacts/stream_player/.
 """
 
 from __future__ import annotations
