@@ -13,6 +13,7 @@ import torchaudio.functional as AF
 
 from .audio_decode import decode_audio_stream
 from .errors import AudioTooShortError, MediaError
+from .finite import all_finite
 from .files import require_media_file
 from .loudness import integrated_loudness
 
@@ -132,9 +133,8 @@ def _mix_and_resample(
     """`[C, S]` float32 -> checked, channel-averaged `[S]` at `target_rate`."""
     if waveform.shape[-1] == 0 or waveform.shape[0] == 0:
         raise MediaError(f"{source} contains no audio samples")
-    finite = torch.isfinite(waveform)
-    if not finite.all():
-        bad = int((~finite).sum())
+    if not all_finite(waveform):
+        bad = int((~torch.isfinite(waveform)).sum())
         raise MediaError(f"{source} contains {bad} NaN or infinite samples of {waveform.numel()}")
     if min_seconds is not None:
         seconds = waveform.shape[-1] / rate

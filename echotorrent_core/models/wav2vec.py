@@ -21,6 +21,7 @@ import torchaudio
 from torch import nn
 
 from echotorrent_core.config import Wav2VecConfig
+from echotorrent_core.media.finite import all_finite
 
 NORMALIZE_EPS = 1e-7  # Hugging Face Wav2Vec2FeatureExtractor's variance epsilon
 
@@ -50,7 +51,7 @@ def prepare_waveform(waveform: torch.Tensor, sample_rate: int, target_sample_rat
         raise ValueError(f"waveform must be floating point (samples in [-1, 1]), got {waveform.dtype}")
     if waveform.numel() == 0 or waveform.shape[-1] == 0:
         raise ValueError(f"waveform is empty: {tuple(waveform.shape)}")
-    if not torch.isfinite(waveform).all():
+    if not all_finite(waveform):
         raise ValueError("waveform contains NaN or infinite samples")
     if sample_rate <= 0 or target_sample_rate <= 0:
         raise ValueError(f"sample rates must be positive, got {sample_rate} -> {target_sample_rate}")
@@ -136,7 +137,7 @@ class AudioEncoder(nn.Module):
             raise ValueError(
                 f"waveform must be mono [samples] at {self.cfg.sample_rate} Hz, got {tuple(waveform.shape)}"
             )
-        if not torch.isfinite(waveform).all():
+        if not all_finite(waveform):
             raise ValueError("waveform contains NaN or infinite samples")
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
