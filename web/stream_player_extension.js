@@ -25,10 +25,13 @@ onPromptFinished((promptId, status) => {
   if (incomplete) events.catchUp("prompt ended, its stream incomplete");
 });
 
-// Runs whose prompt ComfyUI no longer runs or queues get no more chunks (their end was missed).
+// Runs whose prompt ComfyUI no longer runs or queues get no more chunks (their end was missed). Only runs there
+// before asking count: a run that starts while GET /queue is under way is missing from its answer.
 async function markStoppedRuns() {
+  const unfinished = [...store.runs.values()].filter((run) => !run.complete);
+  if (!unfinished.length) return;
   const active = await activePromptIds();
-  for (const run of store.runs.values()) {
+  for (const run of unfinished) {
     if (!run.complete && !active.has(run.promptId)) store.endPrompt(run.promptId, "stopped");
   }
 }

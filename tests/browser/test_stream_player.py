@@ -179,36 +179,40 @@ def test_live_run_plays_frames_and_sound_as_chunks_arrive_then_replays(
     assert console.pack_errors(since=mark) == []
 
 
-# Installed before the reload: the page's first fetch of the kept events gets the server's answer at once, but is
-# handed to the page only after a chunk more came over the websocket (and was dispatched to the page's listeners).
-# That chunk is in neither the answer nor (to a page that drops live events until it caught up) anywhere else: the
-# reconnect window in which a chunk went missing (chunks 0, 1, 3, ...), made to happen on every run.
-HOLD_FIRST_CATCH_UP = """(() => {
-    let chunks = 0, onChunk = null;
+# Init-script part: counts the chunk events that come over the page's websocket, and `nextChunk()` resolves once
+# the next one was dispatched to the page's own listeners.
+WATCH_CHUNKS = """
+    const chunkListeners = [];
+    window.echotorrentChunks = 0;
     const NativeWebSocket = window.WebSocket;
     window.WebSocket = class extends NativeWebSocket {
         constructor(...args) {
             super(...args);
             this.addEventListener('message', (event) => {
                 if (typeof event.data !== 'string' || !event.data.includes('"echotorrent.stream.chunk"')) return;
-                chunks += 1;
-                if (onChunk) setTimeout(onChunk, 0);  // after every listener of this message ran
+                window.echotorrentChunks += 1;
+                setTimeout(() => chunkListeners.splice(0).forEach((listener) => listener()), 0);
             });
         }
     };
+    const nextChunk = () => new Promise((resolve) => { chunkListeners.push(resolve); setTimeout(resolve, 60000); });
     const nativeFetch = window.fetch.bind(window);
+    const pathOf = (input) => new URL(String(input?.url ?? input), location.href).pathname;
+"""
+# Installed before the reload: the page's first fetch of the kept events gets the server's answer at once, but is
+# handed to the page only after a chunk more came over the websocket. That chunk is in neither the answer nor (to
+# a page that drops live events until it caught up) anywhere else: the reconnect window in which a chunk went
+# missing (chunks 0, 1, 3, ...), made to happen on every run.
+HOLD_FIRST_CATCH_UP = "(() => {" + WATCH_CHUNKS + """
     window.echotorrentHolds = [];
     window.fetch = async (input, init) => {
         const response = await nativeFetch(input, init);
-        if (!String(input?.url ?? input).includes('/echotorrent/events') || window.echotorrentHolds.length) {
-            return response;
-        }
+        if (!pathOf(input).endsWith('/echotorrent/events') || window.echotorrentHolds.length) return response;
         const hold = { chunksDuring: 0 };
         window.echotorrentHolds.push(hold);
-        const before = chunks;
-        await new Promise((resolve) => { onChunk = resolve; setTimeout(resolve, 60000); });
-        onChunk = null;
-        hold.chunksDuring = chunks - before;
+        const before = window.echotorrentChunks;
+        await nextChunk();
+        hold.chunksDuring = window.echotorrentChunks - before;
         return response;
     };
 })()"""
@@ -244,7 +248,8 @@ def test_reload_mid_run_resumes_the_player(app_page: tuple[Page, ConsoleLog], pl
     prompt = queue(page)
     before = wait_for_player(page, node, lambda s: len(run_of(s, prompt)["chunks"]) >= 2 if run_of(s, prompt) else False,
                              RUN_TIMEOUT, "two chunks before the reload")
-    assert not run_of(before, prompt)["complete"]
+    save_state("reload_before", before, console)
+    assert not run_of(before, prompt)["complete"], before["status"]
 
     page.add_init_script(HOLD_FIRST_CATCH_UP)
     page.reload()
@@ -360,6 +365,7 @@ def test_save_stream_node_plays_live_and_links_the_written_file(
     screenshot(page, "save_stream_ended")
     save_state("save_stream_ended", state, console)
     run = run_of(state, prompt)
+    assert run["ended"] == "finished", state["status"]  # not taken for a run ComfyUI no longer runs
     assert_complete(run, 2.0)
     [live] = playbacks_of(state, prompt, "live")
     assert live["drawn"][0]["at"] < run["chunks"][-1]["receivedAt"]
