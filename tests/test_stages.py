@@ -56,6 +56,19 @@ def test_vae_stage_trains_and_exports_latent_statistics(tmp_path) -> None:
     assert (normalised.std(dim=1) - 1).abs().max() < 1e-3
 
 
+def test_vae_stage_continues_from_an_exported_file_and_trains_it(tmp_path) -> None:
+    """`init` = an exported VAE (loaded frozen, for inference) is made trainable and starts from its weights."""
+    data = write_frame_windows(tmp_path / "frames.safetensors")
+    trainer = TrainerConfig(out_dir=str(tmp_path))
+    first = get_stage("vae")(VAEStageConfig(data=str(data), size=32, frames=5), trainer, "cpu")
+    (path,) = first.export(tmp_path / "out")
+    stage = get_stage("vae")(VAEStageConfig(data=str(data), size=32, frames=9, init=str(path)), trainer, "cpu")
+    exported = load_vae(path)[0].state_dict()
+    assert all(torch.equal(exported[n], p) for n, p in stage.vae.named_parameters())
+    loss, before = _one_step(stage, _batch(stage.dataset("train"), 2))
+    assert _changed(stage.vae, before) > 0
+
+
 def _teacher_stage(tmp_path):
     data = write_avatar_samples(tmp_path / "samples.safetensors")
     config = get_stage("teacher").Config(data=str(data))

@@ -14,8 +14,8 @@ Network = TypeVar("Network", bound=nn.Module)
 def initial_network(init: str | None, load: Callable[[str], Network], build: Callable[[], Network],
                     seed: int) -> Network:
     """`load(init)` when a file is given, else `build()` under `torch.manual_seed(seed)` (the run's seed, so a rerun
-    starts from the same weights)."""
+    starts from the same weights). A loaded network is made trainable (loaders return inference networks, frozen)."""
     if init:
-        return load(init)
+        return load(init).requires_grad_(True).train()
     torch.manual_seed(seed)
     return build()
