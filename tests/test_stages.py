@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from echotorrent_core.checkpoints.loaders import load_dit, load_vae
@@ -67,6 +68,23 @@ def test_vae_stage_continues_from_an_exported_file_and_trains_it(tmp_path) -> No
     assert all(torch.equal(exported[n], p) for n, p in stage.vae.named_parameters())
     loss, before = _one_step(stage, _batch(stage.dataset("train"), 2))
     assert _changed(stage.vae, before) > 0
+
+
+def test_vae_stage_with_a_frozen_encoder_moves_only_the_decoder(tmp_path) -> None:
+    """train_encoder = false: encoder + conv1 bitwise unchanged, decoder trained, export keeps init's statistics."""
+    data = write_frame_windows(tmp_path / "frames.safetensors")
+    trainer = TrainerConfig(out_dir=str(tmp_path))
+    (path,) = get_stage("vae")(VAEStageConfig(data=str(data), size=32, frames=5), trainer, "cpu").export(tmp_path / "a")
+    stage = get_stage("vae")(VAEStageConfig(data=str(data), size=32, frames=9, init=str(path), train_encoder=False),
+                             trainer, "cpu")
+    loss, before = _one_step(stage, _batch(stage.dataset("train"), 2))
+    frozen = lambda n: n.startswith(("encoder.", "conv1."))
+    assert all(torch.equal(p, before[n]) for n, p in stage.vae.named_parameters() if frozen(n))
+    assert sum(float((p.detach() - before[n]).abs().sum()) for n, p in stage.vae.named_parameters() if not frozen(n)) > 0
+    (continued,) = stage.export(tmp_path / "b")
+    assert load_vae(continued)[0].cfg.latents_mean == load_vae(path)[0].cfg.latents_mean
+    with pytest.raises(ValueError, match="init"):
+        VAEStageConfig(data=str(data), train_encoder=False)
 
 
 def _teacher_stage(tmp_path):

@@ -37,7 +37,9 @@ class VAEStageConfig:
     evaluation and statistics use whole frames); frames: 1 + 4k per window; window_stride: frames between window
     starts (default: non-overlapping); detector: the face detector of the face-centred crops (data/clips.py);
     loss weights (l1, ssim, high_frequency, kl, ssim_window); stats_windows: windows measured for the latent
-    statistics at export."""
+    statistics at export; train_encoder: false = continue `init` with the encoder and `conv1` frozen (decoder +
+    `conv2` trained, e.g. on longer windows), so the latent space and its statistics stay exactly `init`'s and
+    models trained on its latents stay valid."""
 
     data: str
     preset: str = "tiny"
@@ -57,10 +59,13 @@ class VAEStageConfig:
     kl: float = 1e-6
     ssim_window: int = 7
     stats_windows: int = 64
+    train_encoder: bool = True
 
     def __post_init__(self) -> None:
         if self.frames < 1 or (self.frames - 1) % 4:
             raise ValueError(f"frames must be 1 + 4k (the causal layout), got {self.frames}")
+        if not self.train_encoder and not self.init:
+            raise ValueError("train_encoder = false continues a trained VAE: set init to its file")
         if self.crop is not None and (self.crop % 8 or not 0 < self.crop <= self.size):
             raise ValueError(f"crop must be a multiple of 8 in (0, size={self.size}], got {self.crop}")
 
@@ -113,6 +118,9 @@ class VAEStage(Stage):
             config.init, lambda path: load_vae(path, dtype=torch.float32)[0],
             lambda: WanVAE(VAEConfig.from_dict(get_preset(config.preset).vae.to_dict() | config.vae)),
             trainer_config.seed)
+        if not config.train_encoder:
+            self.vae.encoder.requires_grad_(False)
+            self.vae.conv1.requires_grad_(False)
         self.weights = ReconstructionWeights(config.l1, config.ssim, config.high_frequency, config.kl,
                                              config.ssim_window)
         self.cache_dir = Path(config.cache_dir or Path(trainer_config.out_dir) / "data")
@@ -162,6 +170,8 @@ class VAEStage(Stage):
     def export(self, out_dir: Path) -> list[Path]:
         trained = WanVAE(self.vae.cfg)
         trained.load_state_dict(self.export_weights("generator"))
+        if not self.config.train_encoder:
+            return [save_vae(trained, Path(out_dir) / "vae.safetensors")]
         mean, std = latent_statistics(trained.to(self.device), self.dataset("train"), self.config.stats_windows)
         exported = WanVAE(dataclasses.replace(self.vae.cfg, latents_mean=mean, latents_std=std))
         exported.load_state_dict(trained.state_dict())
