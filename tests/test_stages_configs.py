@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import echotorrent_core.training as training
+from echotorrent_core.recipes.default_model import STAGE_COMMANDS
 from echotorrent_core.training.config import load_config
 from echotorrent_core.training.registry import get_stage
 
@@ -14,7 +15,9 @@ CONFIGS = sorted((Path(training.__file__).parent / "configs").glob("*.toml"))
 
 
 def _stage_name(path: Path) -> str:
-    return path.stem.removesuffix("_quick")
+    """The stage whose trainer reads this config (`vae_decoder` is the `vae` stage continued)."""
+    name = path.stem.removesuffix("_quick")
+    return STAGE_COMMANDS.get(name, name)
 
 
 def test_every_stage_has_a_recipe_and_a_quick_variant() -> None:
@@ -35,6 +38,10 @@ def test_recipe_stages_read_each_others_outputs(suffix: str) -> None:
         return load_config(path, get_stage(name).Config)
 
     vae, teacher, student = load("vae"), load("teacher"), load("student")
+    path = next(p for p in CONFIGS if p.stem == "vae_decoder" + suffix)
+    decoder = load_config(path, get_stage("vae").Config)
+    assert decoder.stage.init == f"{vae.trainer.out_dir}/export/vae.safetensors" and not decoder.stage.train_encoder
+    assert decoder.stage.data == vae.stage.data
     assert teacher.stage.vae == student.stage.vae == f"{vae.trainer.out_dir}/export/vae.safetensors"
     assert student.stage.teacher == f"{teacher.trainer.out_dir}/export/teacher.safetensors"
     assert teacher.stage.data == student.stage.data == vae.stage.data

@@ -23,9 +23,14 @@ Steps (folders under RUN; commands run in RUN with relative paths, all recorded 
    regression, CausVid) onto teacher trajectories under audio CFG at its own 2 timesteps, on the block-causal
    chunk layout it streams with (chunk 3, window 6, sink 1; noisy and clean context chunks). One DiT pass per step,
    no CFG at inference. Out: `student/export/student.safetensors` + `student_stream.json`.
+5b. `vae_decoder` (configs/vae_decoder.toml, `echotorrent train vae` with `train_encoder = false`): the VAE's
+   decoder continued on 25-frame windows, encoder frozen (the latent space, and so the teacher and the student,
+   stay valid). `vae` trains on 9-frame windows for speed; alone, its decoder falls apart from the 4th latent
+   frame of a stream on. Out: `vae_decoder/export/vae.safetensors`, the VAE that ships and that every evaluation
+   decodes with.
 6. `sync_expert`: the shipped sync expert (`metrics/weights/`) when present, else trained here on `data/`'s train
    split (ground truth only, never on generated video).
-7. `bundle`: `bundle/` = student as `dit.safetensors`, the VAE, the audio encoder, `bundle.json` (128 x 128,
+7. `bundle`: `bundle/` = student as `dit.safetensors`, the `vae_decoder` VAE, the audio encoder, `bundle.json` (128 x 128,
    the student's stream settings).
 8. `evaluate` (`evaluation.py`): the bundle streams every held-out clip and the drift clips; sync expert and
    landmark sync vs a shuffled-audio control, identity, detail, drift, real-time factor -> `eval/metrics.json`.
@@ -59,8 +64,10 @@ from .runner import RecipeRun, sha256_file, sha256_json
 from .synthtalk_plan import DEFAULT_PLAN, QUICK_PLAN, DataPlan, write_clips
 
 CONFIG_DIR = Path(_training_init).resolve().parent / "configs"
-STAGES = ("audio_encoder", "vae", "teacher", "student")
+STAGES = ("audio_encoder", "vae", "teacher", "student", "vae_decoder")
+STAGE_COMMANDS = {"vae_decoder": "vae"}  # stages run by another stage's trainer (with their own config)
 VAE = "vae/export/vae.safetensors"
+DECODING_VAE = "vae_decoder/export/vae.safetensors"  # same encoder, decoder continued on long windows
 AUDIO_ENCODER = "audio_encoder/export/audio_encoder.safetensors"
 TEACHER = "teacher/export/teacher.safetensors"
 STUDENT = "student/export/student.safetensors"
@@ -71,10 +78,12 @@ STAGE_SETS = {
                 "stage.cache_dir=avatar_data"],
     "student": ["stage.data=data", f"stage.vae={VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
                 f"stage.teacher={TEACHER}", "stage.cache_dir=avatar_data"],
+    "vae_decoder": ["stage.data=data", f"stage.init={VAE}"],
 }
 STAGE_INPUTS = {"audio_encoder": ["data/index.json"], "vae": ["data/index.json"],
                 "teacher": ["data/index.json", VAE, AUDIO_ENCODER],
-                "student": ["data/index.json", VAE, AUDIO_ENCODER, TEACHER]}
+                "student": ["data/index.json", VAE, AUDIO_ENCODER, TEACHER],
+                "vae_decoder": ["data/index.json", VAE]}
 QUICK_SYNC_STEPS = 20
 
 
@@ -136,9 +145,10 @@ def _bundle_step(run: RecipeRun, size: int) -> Path:
     from .bundle import write_bundle
 
     stream = json.loads((run.root / "student/export/student_stream.json").read_text())
-    key = sha256_json({"files": [sha256_file(run.root / p) for p in (STUDENT, VAE, AUDIO_ENCODER)], "size": size})
+    key = sha256_json({"files": [sha256_file(run.root / p) for p in (STUDENT, DECODING_VAE, AUDIO_ENCODER)],
+                      "size": size})
     bundle = run.root / "bundle"
-    run.step("bundle", key, lambda: write_bundle(bundle, run.root / STUDENT, run.root / VAE,
+    run.step("bundle", key, lambda: write_bundle(bundle, run.root / STUDENT, run.root / DECODING_VAE,
                                                  run.root / AUDIO_ENCODER, stream, size))
     return bundle
 
@@ -179,14 +189,14 @@ def _evaluate_teacher_step(run: RecipeRun, configs: dict[str, str], expert_path:
     sampling = teacher_sampling(run.root / configs["teacher"], run.root / configs["student"],
                                 QUICK_TEACHER_STEPS if quick else TEACHER_STEPS,
                                 {stage: STAGE_SETS[stage] for stage in ("teacher", "student")})
-    files = [TEACHER, VAE, AUDIO_ENCODER, "data/index.json", "drift/index.json"]
+    files = [TEACHER, DECODING_VAE, AUDIO_ENCODER, "data/index.json", "drift/index.json"]
     key = sha256_json({"files": [sha256_file(run.root / p) for p in files] + [sha256_file(expert_path)],
                        "sampling": sampling.to_dict(), "limit": limit, "drift_limit": TEACHER_DRIFT_CLIPS})
 
     def action() -> list[Path]:
         torch.set_num_threads(_threads(1, threads))
         shutil.rmtree(out, ignore_errors=True)
-        metrics = evaluate_teacher(run.root / TEACHER, run.root / VAE, run.root / AUDIO_ENCODER, sampling,
+        metrics = evaluate_teacher(run.root / TEACHER, run.root / DECODING_VAE, run.root / AUDIO_ENCODER, sampling,
                                    run.root / "data", run.root / "drift", out, load_sync_expert(expert_path), limit,
                                    TEACHER_DRIFT_CLIPS)
         return [write_json(run.root / "eval" / "teacher_metrics.json", metrics)]
@@ -247,7 +257,7 @@ def run_default_model(out: str | Path, quick: bool = False, jobs: int = 2, eval_
             f"{os.cpu_count()} CPU(s), python {sys.version.split()[0]}, torch {torch.__version__}")
     configs = copy_configs(run, quick)
     _data_steps(run, plan, jobs)
-    train = lambda stage, count: run.train_step(stage, configs[stage], stage, STAGE_SETS[stage],
+    train = lambda stage, count: run.train_step(STAGE_COMMANDS.get(stage, stage), configs[stage], stage, STAGE_SETS[stage],
                                                   STAGE_INPUTS[stage], count)
     parallel = 2 if jobs >= 2 else 1
     with ThreadPoolExecutor(parallel) as pool:
@@ -256,6 +266,7 @@ def run_default_model(out: str | Path, quick: bool = False, jobs: int = 2, eval_
             future.result()
     train("teacher", _threads(1, threads))
     train("student", _threads(1, threads))
+    train("vae_decoder", _threads(1, threads))
     expert = _sync_expert(run, quick)
     bundle = _bundle_step(run, plan.size)
     metrics = _evaluate_step(run, bundle, expert, eval_limit, threads)

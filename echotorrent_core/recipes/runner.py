@@ -121,8 +121,8 @@ class RecipeRun:
 
     def train_step(self, stage: str, config: str, out: str, sets: list[str], inputs: list[str],
                    threads: int) -> dict:
-        """`echotorrent train STAGE --config CONFIG --out OUT --resume --set ...` in the run folder (paths relative
-        to it); output appended to `logs/OUT.log`. The key hashes the config file, the overrides and the sha256 of
+        """Step OUT: `echotorrent train STAGE --config CONFIG --out OUT --resume --set ...` in the run folder (paths
+        relative to it); output appended to `logs/OUT.log`. The key hashes the config file, the overrides and the sha256 of
         every input file. Returns the step record (outputs: the files the stage exported)."""
         command = ["echotorrent", "train", stage, "--config", config, "--out", out, "--resume",
                    *(f"--set={value}" for value in sets)]
@@ -145,4 +145,4 @@ class RecipeRun:
             export = self.root / out / "export"
             return sorted(p for p in export.iterdir() if p.is_file())
 
-        return self.step(stage, key, action, command, folder=out)
+        return self.step(out, key, action, command, folder=out)
