@@ -24,7 +24,7 @@ Steps (folders under RUN; commands run in RUN with relative paths, all recorded 
    chunk layout it streams with (chunk 3, window 6, sink 1; noisy and clean context chunks). One DiT pass per step,
    no CFG at inference. Out: `student/export/student.safetensors` + `student_stream.json`.
 5b. `vae_decoder` (configs/vae_decoder.toml, `echotorrent train vae` with `train_encoder = false`): the VAE's
-   decoder continued on 25-frame windows, encoder frozen (the latent space, and so the teacher and the student,
+   decoder continued on long windows (81 frames), encoder frozen (the latent space, and so the teacher and the student,
    stay valid). `vae` trains on 9-frame windows for speed; alone, its decoder falls apart from the 4th latent
    frame of a stream on. Out: `vae_decoder/export/vae.safetensors`, the VAE that ships and that every evaluation
    decodes with.
