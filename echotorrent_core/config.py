@@ -97,6 +97,9 @@ class VAEConfig:
     temporal_downsample: tuple[bool, ...] = (False, True, True)
     latents_mean: tuple[float, ...] = WAN_LATENTS_MEAN
     latents_std: tuple[float, ...] = WAN_LATENTS_STD
+    # How many previous latents a streamed chunk is decoded after, from a fresh causal cache; 0 = the whole causal
+    # history (the public Wan behaviour). A decoder trained on short windows needs a bound (see StreamingDecoder).
+    decode_context_latents: int = 0
 
     @property
     def temporal_stride(self) -> int:

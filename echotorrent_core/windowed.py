@@ -2,9 +2,10 @@
 
 Defaults follow InfiniteTalk: windows of 81 video frames (21 latent frames), the last 9 video frames (3 latent
 frames) of a window become the clean "motion frames" that open the next one, 40 Euler steps of the many-step
-schedule, 3-pass text + audio CFG, bidirectional attention over the whole window, and a full (non-streaming) VAE
-decode per window. The first window opens on the reference latent. Motion latents are held clean (t = 0) and
-re-imposed after every step. Used by the streaming benchmark as the point of comparison, and runnable on its own.
+schedule, 3-pass text + audio CFG, bidirectional attention over the whole window, and a VAE decode per window
+(`decode_as_stream`: the whole causal history for Wan's VAE; a VAE whose config bounds the decode context gets it).
+The first window opens on the reference latent. Motion latents are held clean (t = 0) and re-imposed after every
+step. Used by the streaming benchmark as the point of comparison, and runnable on its own.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .guidance import ConditionVariant, GuidanceMode, GuidancePolicy
 from .media.frames import video_to_frames
 from .models.attention import Bidirectional
 from .models.audio_windows import first_frame_window, latent_frame_windows
+from .models.vae import decode_as_stream
 from .streaming.denoise import NullConditions
 
 
@@ -105,7 +107,8 @@ class WindowedBidirectionalSampler:
                 x = flow.euler_step(x, velocity, timesteps[i], timesteps[i + 1])
             x[:, :, :known] = motion.float()
             with torch.no_grad():
-                video = self.vae.decode(x.to(next(self.vae.parameters()).dtype))
+                vae_input = self.vae.denormalise(x.to(next(self.vae.parameters()).dtype))
+                video = decode_as_stream(self.vae, vae_input).clamp(-1.0, 1.0)
             skip = 1 + (known - 1) * self.stride
             new = video[0, :, skip:][:, : num_frames - produced]
             frames = video_to_frames(new)

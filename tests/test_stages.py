@@ -10,6 +10,8 @@ import torch
 from echotorrent_core.checkpoints.loaders import load_dit, load_vae
 from echotorrent_core.models.attention import Bidirectional
 from echotorrent_core.models.dit import WanDiT
+from echotorrent_core.models.vae import StreamingDecoder, decode_as_stream
+from echotorrent_core.models.vae_cache import FeatureCache
 from echotorrent_core.training.config import TrainerConfig
 from echotorrent_core.training.registry import get_stage
 from echotorrent_core.training.stages.avatar_batch import conditioning
@@ -85,6 +87,31 @@ def test_vae_stage_with_a_frozen_encoder_moves_only_the_decoder(tmp_path) -> Non
     assert load_vae(continued)[0].cfg.latents_mean == load_vae(path)[0].cfg.latents_mean
     with pytest.raises(ValueError, match="init"):
         VAEStageConfig(data=str(data), train_encoder=False)
+
+
+def test_vae_stage_trains_and_exports_the_bounded_context_decode(tmp_path) -> None:
+    """decode_context_latents = K: the training decode is the streamed bounded decode, and the export records K."""
+    data = write_frame_windows(tmp_path / "frames.safetensors", frames=13)
+    trainer = TrainerConfig(out_dir=str(tmp_path))
+    (path,) = get_stage("vae")(VAEStageConfig(data=str(data), size=32, frames=5), trainer, "cpu").export(tmp_path / "a")
+    config = VAEStageConfig(data=str(data), size=32, frames=13, init=str(path), train_encoder=False,
+                            decode_context_latents=1, decode_chunk_latents=1)
+    stage = get_stage("vae")(config, trainer, "cpu")
+    raw = torch.randn(1, stage.vae.cfg.z_dim, 4, 4, 4)
+    with torch.no_grad():
+        decoded = decode_as_stream(stage.vae, raw, chunk=1, context_latents=1)
+        streamed = StreamingDecoder(stage.vae, context_latents=1)
+        expected = torch.cat([streamed.decode_chunk_raw(raw[:, :, i : i + 1]) for i in range(4)], dim=2)
+        whole = stage.vae.decode_steps(raw, FeatureCache())
+    assert torch.equal(decoded, expected) and decoded.shape == whole.shape
+    assert (decoded[:, :, 5:] - whole[:, :, 5:]).abs().max() > 1e-4  # latent 2 on: its history is cut
+    _, before = _one_step(stage, _batch(stage.dataset("train"), 2))
+    assert _changed(stage.vae.decoder, {n[len("decoder."):]: p for n, p in before.items() if n.startswith("decoder.")})
+    (exported,) = stage.export(tmp_path / "b")
+    assert load_vae(exported)[0].cfg.decode_context_latents == 1
+    assert load_vae(path)[0].cfg.decode_context_latents == 0
+    with pytest.raises(ValueError, match="train_encoder = false"):
+        VAEStageConfig(data=str(data), decode_context_latents=2)
 
 
 def _teacher_stage(tmp_path):

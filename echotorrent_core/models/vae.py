@@ -110,6 +110,8 @@ def _validate_config(cfg: VAEConfig) -> None:
         )
     if cfg.base_dim <= 0 or cfg.z_dim <= 0 or cfg.num_res_blocks <= 0:
         raise ValueError(f"expected positive base_dim, z_dim and num_res_blocks, got {cfg}")
+    if cfg.decode_context_latents < 0:
+        raise ValueError(f"expected decode_context_latents >= 0 (0: the whole causal history), got {cfg}")
 
 
 # Latents decoded per decoder call after a stream's first latent: a streamed chunk (3 latents) in one call.
@@ -247,12 +249,34 @@ class _CausalStream:
 
 
 class StreamingDecoder(_CausalStream):
-    """Decodes a latent stream chunk by chunk; the concatenated chunks equal `WanVAE.decode` of the whole stream.
+    """Decodes a latent stream chunk by chunk, at the same cost per chunk however many chunks came before.
 
-    The causal feature cache (the last <= 2 input frames of every causal decoder layer) is carried across calls,
-    so each chunk costs the same however many chunks came before. Run under `torch.no_grad()` /
+    With `context_latents = 0` (the VAE config's `decode_context_latents` unless given) the causal feature cache
+    (the last <= 2 input frames of every causal decoder layer) is carried across calls and the concatenated chunks
+    equal `WanVAE.decode` of the whole stream. With `context_latents = K > 0` every chunk after the first is decoded
+    from a fresh cache after its K previous latents, and only the chunk's own frames are kept: the decoder then never
+    runs on more than `K + chunk` latents of history, the length it can be trained on, however long the stream
+    (a decoder trained on short windows drifts on longer causal histories). Run under `torch.no_grad()` /
     `torch.inference_mode()` when streaming, or the cache links every chunk's autograd graph to the previous one.
     """
+
+    def __init__(self, vae: WanVAE, context_latents: int | None = None) -> None:
+        super().__init__(vae)
+        context = vae.cfg.decode_context_latents if context_latents is None else context_latents
+        if context < 0:
+            raise ValueError(f"context_latents must be >= 0 (0: the whole causal history), got {context}")
+        self.context_latents = context
+        self._history: torch.Tensor | None = None  # the last K raw latents [B, z, <=K, h, w] (bounded mode)
+
+    @property
+    def started(self) -> bool:
+        """Whether a chunk has gone through since construction or the last `reset`."""
+        return self._history is not None if self.context_latents else not self.cache.is_empty
+
+    def reset(self) -> None:
+        """Start a new stream (the next chunk is the first one again)."""
+        super().reset()
+        self._history = None
 
     def decode_chunk(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents `[B, z, n, h, w]` -> frames `[B, 3, frames, 8h, 8w]` in [-1, 1].
@@ -261,11 +285,40 @@ class StreamingDecoder(_CausalStream):
         grid must stay the same within a stream.
         """
         self.vae.check_latents(latents)
-        grid = (latents.shape[0], latents.shape[3], latents.shape[4])
+        return self.decode_chunk_raw(self.vae.denormalise(latents)).clamp(-1.0, 1.0)
+
+    def decode_chunk_raw(self, raw_latents: torch.Tensor) -> torch.Tensor:
+        """As `decode_chunk` for raw (unnormalised) latents, unclamped: the path a decoder is trained through."""
+        self.vae.check_latents(raw_latents)
+        grid = (raw_latents.shape[0], raw_latents.shape[3], raw_latents.shape[4])
         self._check_grid(grid, "latent grid")
-        video = self.vae.decode_steps(self.vae.denormalise(latents), self.cache)
+        if self.context_latents:
+            video = self._decode_bounded(raw_latents)
+        else:
+            video = self.vae.decode_steps(raw_latents, self.cache)
         self._grid = grid
-        return video.clamp(-1.0, 1.0)
+        return video
+
+    def _decode_bounded(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw latents `[B, z, n, h, w]` decoded from a fresh cache after the kept history; the chunk's frames."""
+        window = raw if self._history is None else torch.cat([self._history, raw], dim=2)
+        video = self.vae.decode_steps(window, FeatureCache())
+        if self._history is not None:
+            video = video[:, :, -self.vae.cfg.temporal_stride * raw.shape[2] :]
+        self._history = window[:, :, -self.context_latents :]
+        return video
+
+
+def decode_as_stream(vae: WanVAE, raw_latents: torch.Tensor, chunk: int = DECODE_LATENTS_PER_CALL,
+                     context_latents: int | None = None) -> torch.Tensor:
+    """Raw latents `[B, z, n, h, w]` -> unclamped frames `[B, 3, 1 + 4 (n - 1), 8h, 8w]`, decoded as a stream is:
+    latent 0 alone, then chunks of `chunk` latents through `StreamingDecoder(vae, context_latents)` (default: the
+    VAE config's bound). Without a bound this equals `decode_steps` from an empty cache."""
+    decoder = StreamingDecoder(vae, context_latents=context_latents)
+    pieces = [decoder.decode_chunk_raw(raw_latents[:, :, :1])]
+    pieces += [decoder.decode_chunk_raw(raw_latents[:, :, start : start + chunk])
+               for start in range(1, raw_latents.shape[2], chunk)]
+    return torch.cat(pieces, dim=2)
 
 
 class StreamingEncoder(_CausalStream):

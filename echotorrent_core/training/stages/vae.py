@@ -5,6 +5,12 @@ Laplacian high-frequency L1 on the decoded frames of a sampled posterior, + a sm
 Export measures the per-channel mean / std of the posterior means over the training windows and writes them into
 the exported VAE's config (`latents_mean` / `latents_std`), so its latents are normalised as Wan's are (about zero
 mean, unit variance per channel); the DiT stages encode with that file.
+
+Bounded-context decoding (`decode_context_latents = K > 0`, encoder frozen): the window's latents are decoded as a
+stream is at inference, latent 0 alone, then chunks of `decode_chunk_latents`, each from a fresh causal cache after
+its K previous latents (`StreamingDecoder(context_latents=K)`), and the export records K in the VAE's config, so
+every streamed decode of that file uses the same bound. A decoder trained on short windows is then never run on a
+longer history than it was trained with, however long the stream.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from torch import nn
 
 from ...checkpoints.loaders import load_vae, save_vae
 from ...config import VAEConfig, get_preset
-from ...models.vae import WanVAE
+from ...models.vae import WanVAE, decode_as_stream
 from ...models.vae_cache import FeatureCache
 from ..losses.reconstruction import ReconstructionWeights, reconstruction_loss
 from ..registry import register_stage
@@ -39,7 +45,8 @@ class VAEStageConfig:
     loss weights (l1, ssim, high_frequency, kl, ssim_window); stats_windows: windows measured for the latent
     statistics at export; train_encoder: false = continue `init` with the encoder and `conv1` frozen (decoder +
     `conv2` trained, e.g. on longer windows), so the latent space and its statistics stay exactly `init`'s and
-    models trained on its latents stay valid."""
+    models trained on its latents stay valid; decode_context_latents / decode_chunk_latents: train (and export)
+    bounded-context streaming decoding (module docstring; needs train_encoder = false)."""
 
     data: str
     preset: str = "tiny"
@@ -60,12 +67,20 @@ class VAEStageConfig:
     ssim_window: int = 7
     stats_windows: int = 64
     train_encoder: bool = True
+    decode_context_latents: int = 0
+    decode_chunk_latents: int = 3
 
     def __post_init__(self) -> None:
         if self.frames < 1 or (self.frames - 1) % 4:
             raise ValueError(f"frames must be 1 + 4k (the causal layout), got {self.frames}")
         if not self.train_encoder and not self.init:
             raise ValueError("train_encoder = false continues a trained VAE: set init to its file")
+        if self.decode_context_latents < 0 or self.decode_chunk_latents < 1:
+            raise ValueError(f"expected decode_context_latents >= 0 and decode_chunk_latents >= 1, got "
+                             f"{self.decode_context_latents} and {self.decode_chunk_latents}")
+        if self.decode_context_latents and self.train_encoder:
+            raise ValueError("decode_context_latents > 0 trains the decoder for a fixed latent space: set "
+                             "train_encoder = false (and init to the VAE whose encoder it keeps)")
         if self.crop is not None and (self.crop % 8 or not 0 < self.crop <= self.size):
             raise ValueError(f"crop must be a multiple of 8 in (0, size={self.size}], got {self.crop}")
 
@@ -151,7 +166,11 @@ class VAEStage(Stage):
         target = pixels(video)
         mu, logvar = posterior(self.vae, target)
         z = mu + torch.randn(mu.shape).to(mu) * (0.5 * logvar).exp() if sample else mu
-        decoded = self.vae.decode_steps(z, FeatureCache())
+        if self.config.decode_context_latents:
+            decoded = decode_as_stream(self.vae, z, self.config.decode_chunk_latents,
+                                       self.config.decode_context_latents)
+        else:
+            decoded = self.vae.decode_steps(z, FeatureCache())
         return reconstruction_loss(decoded, target, mu, logvar, self.weights)
 
     def generator_loss(self, batch: dict, step: int) -> tuple[torch.Tensor, dict[str, float]]:
@@ -171,7 +190,10 @@ class VAEStage(Stage):
         trained = WanVAE(self.vae.cfg)
         trained.load_state_dict(self.export_weights("generator"))
         if not self.config.train_encoder:
-            return [save_vae(trained, Path(out_dir) / "vae.safetensors")]
+            bounded = dataclasses.replace(self.vae.cfg, decode_context_latents=self.config.decode_context_latents)
+            exported = WanVAE(bounded)
+            exported.load_state_dict(trained.state_dict())
+            return [save_vae(exported, Path(out_dir) / "vae.safetensors")]
         mean, std = latent_statistics(trained.to(self.device), self.dataset("train"), self.config.stats_windows)
         exported = WanVAE(dataclasses.replace(self.vae.cfg, latents_mean=mean, latents_std=std))
         exported.load_state_dict(trained.state_dict())
