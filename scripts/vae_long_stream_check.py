@@ -31,7 +31,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def stream_decode(vae: torch.nn.Module, latents: torch.Tensor, chunk: int, context: int) -> torch.Tensor:
     """`[1, z, n, h, w]` -> frames, decoded `chunk` latents at a time (first chunk 1 + chunk)."""
-    decoder = StreamingDecoder(vae, context_latents=context or None)
+    decoder = StreamingDecoder(vae, context_latents=context)
     pieces = [decoder.decode_chunk(latents[:, :, : 1 + chunk])]
     pieces += [decoder.decode_chunk(latents[:, :, s : s + chunk]) for s in range(1 + chunk, latents.shape[2], chunk)]
     return torch.cat(pieces, dim=2)

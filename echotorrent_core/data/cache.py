@@ -110,6 +110,11 @@ def build_cache(clips_dir: str | Path, cache_dir: str | Path, vae: torch.nn.Modu
             report.rebuilt = True
         index = empty_index(fingerprint, settings.to_dict())
     entries = scan_clip_folder(clips_dir)
+    if index.get("complete") and _unchanged(index, entries):  # nothing to do: leave every file as it is, so
+        builder = _ClipEncoder(cache_dir, index, vae, audio_encoder, settings, report, check_interrupt)
+        for entry in entries:  # what is derived from the index (its mtime, e.g. ODE pairs) stays valid
+            builder._reuse(entry, index["clips"][entry.id])
+        return report
     present = {entry.id for entry in entries}
     for clip_id in [c for c in index["clips"] if c not in present]:
         drop_clip(index, clip_id)
@@ -126,6 +131,14 @@ def build_cache(clips_dir: str | Path, cache_dir: str | Path, vae: torch.nn.Modu
     write_index(cache_dir, index)
     LOG.info("cache %s: %s", cache_dir, report.summary())
     return report
+
+
+def _unchanged(index: dict, entries: list[ClipEntry]) -> bool:
+    """Whether `index` lists exactly these clips, each with its file's current signature."""
+    if set(index["clips"]) != {entry.id for entry in entries}:
+        return False
+    return all(index["clips"][entry.id]["signature"] == (file_signature(entry.video) if entry.video.is_file() else None)
+               for entry in entries)
 
 
 class _ClipEncoder:

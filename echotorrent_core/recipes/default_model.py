@@ -23,11 +23,12 @@ Steps (folders under RUN; commands run in RUN with relative paths, all recorded 
    regression, CausVid) onto teacher trajectories under audio CFG at its own 2 timesteps, on the block-causal
    chunk layout it streams with (chunk 3, window 6, sink 1; noisy and clean context chunks). One DiT pass per step,
    no CFG at inference. Out: `student/export/student.safetensors` + `student_stream.json`.
-5b. `vae_decoder` (configs/vae_decoder.toml, `echotorrent train vae` with `train_encoder = false`): the VAE's
-   decoder continued on long windows (81 frames), encoder frozen (the latent space, and so the teacher and the student,
-   stay valid). `vae` trains on 9-frame windows for speed; alone, its decoder falls apart from the 4th latent
-   frame of a stream on. Out: `vae_decoder/export/vae.safetensors`, the VAE that ships and that every evaluation
-   decodes with.
+5b. `vae_decoder` (configs/vae_decoder.toml, `echotorrent train vae` with `train_encoder = false`), beside 4-5
+   when `--jobs` >= 2: the VAE's decoder trained, encoder frozen (the latent space, and so the teacher and the
+   student, stay valid), for the bounded-context streaming decode (each chunk after its 3 previous latents, from a
+   fresh cache) on 25-frame windows; the export records the bound. `vae` trains on 9-frame windows for speed;
+   with the whole causal history its decoder falls apart from the 4th latent frame of a stream on. Out:
+   `vae_decoder/export/vae.safetensors`, the VAE that ships and that every evaluation decodes with.
 6. `sync_expert`: the shipped sync expert (`metrics/weights/`) when present, else trained here on `data/`'s train
    split (ground truth only, never on generated video).
 7. `bundle`: `bundle/` = student as `dit.safetensors`, the `vae_decoder` VAE, the audio encoder, `bundle.json` (128 x 128,
@@ -264,9 +265,11 @@ def run_default_model(out: str | Path, quick: bool = False, jobs: int = 2, eval_
         futures = [pool.submit(train, stage, _threads(parallel, threads)) for stage in ("audio_encoder", "vae")]
         for future in futures:
             future.result()
-    train("teacher", _threads(1, threads))
-    train("student", _threads(1, threads))
-    train("vae_decoder", _threads(1, threads))
+    with ThreadPoolExecutor(parallel) as pool:  # vae_decoder needs only data/ and the VAE: beside the DiT stages
+        dits = pool.submit(lambda: [train(stage, _threads(parallel, threads)) for stage in ("teacher", "student")])
+        decoder = pool.submit(train, "vae_decoder", _threads(parallel, threads))
+        for future in (dits, decoder):
+            future.result()
     expert = _sync_expert(run, quick)
     bundle = _bundle_step(run, plan.size)
     metrics = _evaluate_step(run, bundle, expert, eval_limit, threads)
