@@ -100,6 +100,9 @@ class VAEConfig:
     # How many previous latents a streamed chunk is decoded after, from a fresh causal cache; 0 = the whole causal
     # history (the public Wan behaviour). A decoder trained on short windows needs a bound (see StreamingDecoder).
     decode_context_latents: int = 0
+    # How many previous latents' frames each latent is encoded after, from a fresh causal cache; 0 = the whole
+    # history. A bound makes an encoder trained on short windows stationary on long videos (WanVAE.moments).
+    encode_context_latents: int = 0
 
     @property
     def temporal_stride(self) -> int:

@@ -95,7 +95,7 @@ def test_vae_stage_trains_and_exports_the_bounded_context_decode(tmp_path) -> No
     trainer = TrainerConfig(out_dir=str(tmp_path))
     (path,) = get_stage("vae")(VAEStageConfig(data=str(data), size=32, frames=5), trainer, "cpu").export(tmp_path / "a")
     config = VAEStageConfig(data=str(data), size=32, frames=13, init=str(path), train_encoder=False,
-                            decode_context_latents=1, decode_chunk_latents=1)
+                            decode_context_latents=1, decode_chunk_latents=1, encode_context_latents=1)
     stage = get_stage("vae")(config, trainer, "cpu")
     raw = torch.randn(1, stage.vae.cfg.z_dim, 4, 4, 4)
     with torch.no_grad():
@@ -108,7 +108,12 @@ def test_vae_stage_trains_and_exports_the_bounded_context_decode(tmp_path) -> No
     _, before = _one_step(stage, _batch(stage.dataset("train"), 2))
     assert _changed(stage.vae.decoder, {n[len("decoder."):]: p for n, p in before.items() if n.startswith("decoder.")})
     (exported,) = stage.export(tmp_path / "b")
-    assert load_vae(exported)[0].cfg.decode_context_latents == 1
+    reloaded = load_vae(exported)[0]
+    assert (reloaded.cfg.decode_context_latents, reloaded.cfg.encode_context_latents) == (1, 1)
+    video = pixels(_batch(stage.dataset("train"), 1)["video"])
+    with torch.no_grad():  # the training encode is the bounded one: latent 2 from frames 4..8 alone
+        mu, _ = posterior(stage.vae, video)
+        assert (mu[:, :, 2] - load_vae(path)[0].encode_raw(video[:, :, 4:9])[:, :, -1]).abs().max() < 1e-5
     assert load_vae(path)[0].cfg.decode_context_latents == 0
     with pytest.raises(ValueError, match="train_encoder = false"):
         VAEStageConfig(data=str(data), decode_context_latents=2)

@@ -110,12 +110,14 @@ def _validate_config(cfg: VAEConfig) -> None:
         )
     if cfg.base_dim <= 0 or cfg.z_dim <= 0 or cfg.num_res_blocks <= 0:
         raise ValueError(f"expected positive base_dim, z_dim and num_res_blocks, got {cfg}")
-    if cfg.decode_context_latents < 0:
-        raise ValueError(f"expected decode_context_latents >= 0 (0: the whole causal history), got {cfg}")
+    if cfg.decode_context_latents < 0 or cfg.encode_context_latents < 0:
+        raise ValueError(f"expected decode_ / encode_context_latents >= 0 (0: the whole causal history), got {cfg}")
 
 
 # Latents decoded per decoder call after a stream's first latent: a streamed chunk (3 latents) in one call.
 DECODE_LATENTS_PER_CALL = 3
+# Context-bounded encoding (`WanVAE.moments`): windows encoded per encoder call (peak memory grows with it).
+ENCODE_WINDOWS_PER_CALL = 8
 
 
 class WanVAE(nn.Module):
@@ -161,12 +163,13 @@ class WanVAE(nn.Module):
         if min(latents.shape[2:]) < 1:
             raise ValueError(f"expected at least one latent frame and a non-empty grid, got {tuple(latents.shape)}")
 
-    def encode_steps(self, video: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
-        """Posterior mean (raw) of `video` `[B, 3, t, H, W]`, continuing the stream held in `cache`.
+    def moments_steps(self, video: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
+        """Posterior moments (mean and log-variance, raw) of `video` `[B, 3, t, H, W]`, continuing the stream held
+        in `cache`: `[B, 2z, latents, H/8, W/8]`, one latent per step.
 
         A new stream (empty cache) encodes its first frame alone, then groups of `temporal_stride` frames, as the
-        public Wan code does; a continued stream takes groups only. Returns `[B, z, latents, H/8, W/8]` with one
-        latent per step. `t` must be `1 + 4k` for a new stream and `4k` when continuing (4 = `temporal_stride`).
+        public Wan code does; a continued stream takes groups only. `t` must be `1 + 4k` for a new stream and `4k`
+        when continuing (4 = `temporal_stride`).
         """
         stride = self.cfg.temporal_stride
         first = 1 if cache.is_empty else 0
@@ -175,13 +178,40 @@ class WanVAE(nn.Module):
             raise ValueError(f"expected T = {expected} frames for this step of the stream, got T = {video.shape[2]}")
         steps = [video[:, :, :first]] if first else []
         steps += [video[:, :, t : t + stride] for t in range(first, video.shape[2], stride)]
-        posterior = self.conv1(torch.cat([self.encoder(step, cache) for step in steps], dim=2))
-        return posterior[:, : self.cfg.z_dim]
+        return self.conv1(torch.cat([self.encoder(step, cache) for step in steps], dim=2))
+
+    def encode_steps(self, video: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
+        """Posterior mean (raw) of `moments_steps`: `[B, z, latents, H/8, W/8]`."""
+        return self.moments_steps(video, cache)[:, : self.cfg.z_dim]
+
+    def moments(self, video: torch.Tensor) -> torch.Tensor:
+        """Posterior moments `[B, 2z, 1 + (T-1)/4, H/8, W/8]` of a whole video `[B, 3, T, H, W]` (a new stream).
+
+        With `cfg.encode_context_latents = K > 0` latent t > K is encoded from a fresh cache over frames
+        `4 (t - K) .. 4 t` (its own 4 frames after K latents' worth, the first of them encoded alone) and kept as
+        the last latent of that window; latents 0..K are the usual causal ones. Every latent then sees the history
+        an encoder trained on `1 + 4K`-frame windows was trained with, however long the video. Windows are encoded
+        in batches of `ENCODE_WINDOWS_PER_CALL`.
+        """
+        context = self.cfg.encode_context_latents
+        span = 1 + self.cfg.temporal_stride * context
+        if not context or video.shape[2] <= span:
+            return self.moments_steps(video, FeatureCache())
+        head = self.moments_steps(video[:, :, :span], FeatureCache())
+        stride, batch = self.cfg.temporal_stride, video.shape[0]
+        starts = range(stride, video.shape[2] - span + 1, stride)
+        tails = []
+        for group in range(0, len(starts), ENCODE_WINDOWS_PER_CALL):
+            chosen = starts[group : group + ENCODE_WINDOWS_PER_CALL]
+            windows = torch.cat([video[:, :, s : s + span] for s in chosen], dim=0)
+            last = self.moments_steps(windows, FeatureCache())[:, :, -1:]
+            tails.append(torch.cat(last.split(batch, dim=0), dim=2))
+        return torch.cat([head, *tails], dim=2)
 
     def encode_raw(self, video: torch.Tensor) -> torch.Tensor:
         """Posterior mean without normalisation: `[B, 3, T, H, W]` in [-1, 1] -> `[B, z, 1 + (T-1)/4, H/8, W/8]`."""
         self.check_video(video)
-        return self.encode_steps(video, FeatureCache())
+        return self.moments(video)[:, : self.cfg.z_dim]
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """Normalised latents (posterior mean, no sampling): `[B, 3, T, H, W]` -> `[B, z, 1 + (T-1)/4, H/8, W/8]`."""
@@ -327,8 +357,24 @@ class StreamingEncoder(_CausalStream):
     The first chunk of a stream holds `1 + 4k` frames (its first frame gives the first latent alone), every later
     chunk `4k` frames (one latent per 4 frames; 4 = `temporal_stride`). The encoder's causal feature cache (the last
     <= 2 input frames of every causal layer) is carried across calls, so a chunk costs the same however long the
-    stream already is. Run under `torch.no_grad()` when streaming (see `StreamingDecoder`).
+    stream already is; with the VAE config's `encode_context_latents = K > 0` the last `1 + 4K` frames are kept
+    instead and each chunk is encoded as `WanVAE.moments` encodes it. Run under `torch.no_grad()` when streaming
+    (see `StreamingDecoder`).
     """
+
+    def __init__(self, vae: WanVAE) -> None:
+        super().__init__(vae)
+        self._frames: torch.Tensor | None = None  # bounded mode: the last <= 1 + 4K frames `[B, 3, f, H, W]`
+
+    @property
+    def started(self) -> bool:
+        """Whether a chunk has gone through since construction or the last `reset`."""
+        return self._frames is not None or not self.cache.is_empty
+
+    def reset(self) -> None:
+        """Start a new stream (the next chunk is the first one again)."""
+        super().reset()
+        self._frames = None
 
     def encode_chunk_raw(self, video: torch.Tensor) -> torch.Tensor:
         """Pixels `[B, 3, t, H, W]` in [-1, 1] -> raw latents `[B, z, n, H/8, W/8]`: `n = 1 + (t-1)/4` for the first
@@ -340,8 +386,28 @@ class StreamingEncoder(_CausalStream):
         if grid[1] == 0 or grid[2] == 0 or grid[1] % stride_s or grid[2] % stride_s:
             raise ValueError(f"expected H and W to be positive multiples of {stride_s}, got {grid[1]}x{grid[2]}")
         self._check_grid(grid, "frame size")
-        latents = self.vae.encode_steps(video, self.cache)
+        context = self.vae.cfg.encode_context_latents
+        if not context:
+            latents = self.vae.encode_steps(video, self.cache)
+        else:
+            latents = self._encode_bounded(video, context)
         self._grid = grid
+        return latents
+
+    def _encode_bounded(self, video: torch.Tensor, context: int) -> torch.Tensor:
+        """Latents of the chunk `video`, each encoded after (at most) `context` latents' frames of history."""
+        stride = self.vae.cfg.temporal_stride
+        if self._frames is None:
+            self.vae.check_video(video)
+            stream = video
+        else:
+            if video.shape[2] == 0 or video.shape[2] % stride:
+                raise ValueError(f"expected T = {stride} * k frames for this step of the stream, got T = "
+                                 f"{video.shape[2]}")
+            stream = torch.cat([self._frames, video], dim=2)
+        known = 0 if self._frames is None else (self._frames.shape[2] - 1) // stride + 1
+        latents = self.vae.moments(stream)[:, : self.vae.cfg.z_dim, known:]
+        self._frames = stream[:, :, -(1 + stride * context) :]
         return latents
 
     def encode_chunk(self, video: torch.Tensor) -> torch.Tensor:

@@ -15,20 +15,23 @@ Steps (folders under RUN; commands run in RUN with relative paths, all recorded 
 3. `vae` (configs/vae.toml), in parallel with 2 when `--jobs` >= 2: a small Wan-layout causal VAE (z 16, 8x
    spatial / 4x temporal) trained with L1 + SSIM + Laplacian detail + KL on face-centred 128 px windows (64 px
    random crops); export measures the latent mean / std. Out: `vae/export/vae.safetensors`.
+3b. `vae_decoder` (configs/vae_decoder.toml, `echotorrent train vae` with `train_encoder = false`): the VAE's
+   encoder weights kept, made context-bounded (each latent encoded after at most 2 latents' frames, from a fresh
+   cache: every latent of a long video then looks like those of the 9-frame windows the encoder was trained on),
+   and its decoder trained for the bounded streaming decode (latent 0 alone, then chunks of 3, each after its 2
+   previous latents) on 25-frame windows; the export records both bounds. Why: with the whole causal history
+   neither half of a VAE trained on 9-frame windows is stationary (measured: stream latents drift 46-66% RMS from
+   fresh-window ones, decoded frames fall to 8-9 dB after frame 9; `scripts/vae_long_stream_check.py`). Out:
+   `vae_decoder/export/vae.safetensors`: the VAE the DiTs train on, the bundle ships and every evaluation decodes
+   with.
 4. `teacher` (configs/teacher.toml): a bidirectional audio-conditioned Wan DiT (dim 192 x 6 blocks) trained by flow
    matching on the streaming layout (portrait latent clean at t = 0, 6 latent frames), text / audio dropout for
-   CFG. In: the cache of VAE latents + audio features of `data/` (built once into `avatar_data/`). Out:
+   CFG. In: the cache of `vae_decoder` latents + audio features of `data/` (built once into `avatar_data/`). Out:
    `teacher/export/teacher.safetensors`.
 5. `student` (configs/student.toml): the causal few-step student, initialised from the teacher, regressed (ODE
    regression, CausVid) onto teacher trajectories under audio CFG at its own 2 timesteps, on the block-causal
    chunk layout it streams with (chunk 3, window 6, sink 1; noisy and clean context chunks). One DiT pass per step,
    no CFG at inference. Out: `student/export/student.safetensors` + `student_stream.json`.
-5b. `vae_decoder` (configs/vae_decoder.toml, `echotorrent train vae` with `train_encoder = false`), beside 4-5
-   when `--jobs` >= 2: the VAE's decoder trained, encoder frozen (the latent space, and so the teacher and the
-   student, stay valid), for the bounded-context streaming decode (each chunk after its 3 previous latents, from a
-   fresh cache) on 25-frame windows; the export records the bound. `vae` trains on 9-frame windows for speed;
-   with the whole causal history its decoder falls apart from the 4th latent frame of a stream on. Out:
-   `vae_decoder/export/vae.safetensors`, the VAE that ships and that every evaluation decodes with.
 6. `sync_expert`: the shipped sync expert (`metrics/weights/`) when present, else trained here on `data/`'s train
    split (ground truth only, never on generated video).
 7. `bundle`: `bundle/` = student as `dit.safetensors`, the `vae_decoder` VAE, the audio encoder, `bundle.json` (128 x 128,
@@ -65,25 +68,25 @@ from .runner import RecipeRun, sha256_file, sha256_json
 from .synthtalk_plan import DEFAULT_PLAN, QUICK_PLAN, DataPlan, write_clips
 
 CONFIG_DIR = Path(_training_init).resolve().parent / "configs"
-STAGES = ("audio_encoder", "vae", "teacher", "student", "vae_decoder")
+STAGES = ("audio_encoder", "vae", "vae_decoder", "teacher", "student")
 STAGE_COMMANDS = {"vae_decoder": "vae"}  # stages run by another stage's trainer (with their own config)
 VAE = "vae/export/vae.safetensors"
-DECODING_VAE = "vae_decoder/export/vae.safetensors"  # same encoder, decoder continued on long windows
+DECODING_VAE = "vae_decoder/export/vae.safetensors"  # same encoder weights, context-bounded encode and decode
 AUDIO_ENCODER = "audio_encoder/export/audio_encoder.safetensors"
 TEACHER = "teacher/export/teacher.safetensors"
 STUDENT = "student/export/student.safetensors"
 STAGE_SETS = {
     "audio_encoder": ["stage.data=data"],
     "vae": ["stage.data=data"],
-    "teacher": ["stage.data=data", f"stage.vae={VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
+    "teacher": ["stage.data=data", f"stage.vae={DECODING_VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
                 "stage.cache_dir=avatar_data"],
-    "student": ["stage.data=data", f"stage.vae={VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
+    "student": ["stage.data=data", f"stage.vae={DECODING_VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
                 f"stage.teacher={TEACHER}", "stage.cache_dir=avatar_data"],
     "vae_decoder": ["stage.data=data", f"stage.init={VAE}"],
 }
 STAGE_INPUTS = {"audio_encoder": ["data/index.json"], "vae": ["data/index.json"],
-                "teacher": ["data/index.json", VAE, AUDIO_ENCODER],
-                "student": ["data/index.json", VAE, AUDIO_ENCODER, TEACHER],
+                "teacher": ["data/index.json", DECODING_VAE, AUDIO_ENCODER],
+                "student": ["data/index.json", DECODING_VAE, AUDIO_ENCODER, TEACHER],
                 "vae_decoder": ["data/index.json", VAE]}
 QUICK_SYNC_STEPS = 20
 
@@ -265,11 +268,9 @@ def run_default_model(out: str | Path, quick: bool = False, jobs: int = 2, eval_
         futures = [pool.submit(train, stage, _threads(parallel, threads)) for stage in ("audio_encoder", "vae")]
         for future in futures:
             future.result()
-    with ThreadPoolExecutor(parallel) as pool:  # vae_decoder needs only data/ and the VAE: beside the DiT stages
-        dits = pool.submit(lambda: [train(stage, _threads(parallel, threads)) for stage in ("teacher", "student")])
-        decoder = pool.submit(train, "vae_decoder", _threads(parallel, threads))
-        for future in (dits, decoder):
-            future.result()
+    train("vae_decoder", _threads(1, threads))  # fixes the latents (context-bounded encode) the DiTs train on
+    train("teacher", _threads(1, threads))
+    train("student", _threads(1, threads))
     expert = _sync_expert(run, quick)
     bundle = _bundle_step(run, plan.size)
     metrics = _evaluate_step(run, bundle, expert, eval_limit, threads)

@@ -10,7 +10,10 @@ Bounded-context decoding (`decode_context_latents = K > 0`, encoder frozen): the
 stream is at inference, latent 0 alone, then chunks of `decode_chunk_latents`, each from a fresh causal cache after
 its K previous latents (`StreamingDecoder(context_latents=K)`), and the export records K in the VAE's config, so
 every streamed decode of that file uses the same bound. A decoder trained on short windows is then never run on a
-longer history than it was trained with, however long the stream.
+longer history than it was trained with, however long the stream. `encode_context_latents = K` does the same for
+the (frozen) encoder (`WanVAE.moments`: each latent encoded after at most K latents' frames), so every latent of a
+long video is like those of the short windows the encoder was trained on; the decoder is trained on those latents
+and the export records K too. Models trained on the old latents must be retrained then (the latents change).
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ class VAEStageConfig:
     statistics at export; train_encoder: false = continue `init` with the encoder and `conv1` frozen (decoder +
     `conv2` trained, e.g. on longer windows), so the latent space and its statistics stay exactly `init`'s and
     models trained on its latents stay valid; decode_context_latents / decode_chunk_latents: train (and export)
-    bounded-context streaming decoding (module docstring; needs train_encoder = false)."""
+    bounded-context streaming decoding; encode_context_latents: the bounded encode (None: keep init's);
+    both in the module docstring, both need train_encoder = false."""
 
     data: str
     preset: str = "tiny"
@@ -69,6 +73,7 @@ class VAEStageConfig:
     train_encoder: bool = True
     decode_context_latents: int = 0
     decode_chunk_latents: int = 3
+    encode_context_latents: int | None = None
 
     def __post_init__(self) -> None:
         if self.frames < 1 or (self.frames - 1) % 4:
@@ -78,9 +83,11 @@ class VAEStageConfig:
         if self.decode_context_latents < 0 or self.decode_chunk_latents < 1:
             raise ValueError(f"expected decode_context_latents >= 0 and decode_chunk_latents >= 1, got "
                              f"{self.decode_context_latents} and {self.decode_chunk_latents}")
-        if self.decode_context_latents and self.train_encoder:
-            raise ValueError("decode_context_latents > 0 trains the decoder for a fixed latent space: set "
+        if (self.decode_context_latents or self.encode_context_latents is not None) and self.train_encoder:
+            raise ValueError("decode_ / encode_context_latents train the decoder for a fixed encoder: set "
                              "train_encoder = false (and init to the VAE whose encoder it keeps)")
+        if self.encode_context_latents is not None and self.encode_context_latents < 0:
+            raise ValueError(f"expected encode_context_latents >= 0, got {self.encode_context_latents}")
         if self.crop is not None and (self.crop % 8 or not 0 < self.crop <= self.size):
             raise ValueError(f"crop must be a multiple of 8 in (0, size={self.size}], got {self.crop}")
 
@@ -99,12 +106,10 @@ def random_crop(video: torch.Tensor, crop: int | None) -> torch.Tensor:
 
 
 def posterior(vae: WanVAE, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Causal encode (first frame alone, then groups of 4) -> (mu, logvar) `[B, z, 1 + (T-1)/4, S/8, S/8]` each."""
+    """Causal encode (first frame alone, then groups of 4; context-bounded when the VAE's config says so,
+    `WanVAE.moments`) -> (mu, logvar) `[B, z, 1 + (T-1)/4, S/8, S/8]` each."""
     vae.check_video(video)
-    cache = FeatureCache()
-    stride = vae.cfg.temporal_stride
-    steps = [video[:, :, :1]] + [video[:, :, t : t + stride] for t in range(1, video.shape[2], stride)]
-    mu, logvar = vae.conv1(torch.cat([vae.encoder(step, cache) for step in steps], dim=2)).chunk(2, dim=1)
+    mu, logvar = vae.moments(video).chunk(2, dim=1)
     return mu, logvar.clamp(-30.0, 20.0)
 
 
@@ -136,6 +141,11 @@ class VAEStage(Stage):
         if not config.train_encoder:
             self.vae.encoder.requires_grad_(False)
             self.vae.conv1.requires_grad_(False)
+            bounds = {"decode_context_latents": config.decode_context_latents}
+            if config.encode_context_latents is not None:
+                bounds["encode_context_latents"] = config.encode_context_latents
+            self.vae.cfg = dataclasses.replace(self.vae.cfg, **bounds)  # what the training encode / decode and
+            # the export use
         self.weights = ReconstructionWeights(config.l1, config.ssim, config.high_frequency, config.kl,
                                              config.ssim_window)
         self.cache_dir = Path(config.cache_dir or Path(trainer_config.out_dir) / "data")
@@ -190,10 +200,7 @@ class VAEStage(Stage):
         trained = WanVAE(self.vae.cfg)
         trained.load_state_dict(self.export_weights("generator"))
         if not self.config.train_encoder:
-            bounded = dataclasses.replace(self.vae.cfg, decode_context_latents=self.config.decode_context_latents)
-            exported = WanVAE(bounded)
-            exported.load_state_dict(trained.state_dict())
-            return [save_vae(exported, Path(out_dir) / "vae.safetensors")]
+            return [save_vae(trained, Path(out_dir) / "vae.safetensors")]
         mean, std = latent_statistics(trained.to(self.device), self.dataset("train"), self.config.stats_windows)
         exported = WanVAE(dataclasses.replace(self.vae.cfg, latents_mean=mean, latents_std=std))
         exported.load_state_dict(trained.state_dict())
