@@ -42,7 +42,7 @@ from echotorrent_core.pipeline import (  # noqa: E402
 from echotorrent_core.streaming import StreamSettings  # noqa: E402
 
 CONFIGS = ROOT / "echotorrent_core" / "training" / "configs"
-EXAMPLES = ROOT / "examples"
+EXAMPLES = ROOT / "example_inputs"
 STREAM_FIELDS = ("chunk_frames", "window_frames", "sink_frames", "steps", "shift", "solver", "rope_layout")
 
 

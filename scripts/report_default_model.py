@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/report_default_model.py [--model BUNDLE] [--out DIR] [--frames 8]
 
-For each input (`examples/portrait.png`, a held-out SynthTalk identity; `examples/photo.png`, the astronaut
-photograph) the bundle streams `examples/speech.wav` at its own size and stream settings, and one PNG is written:
+For each input (`example_inputs/portrait.png`, a held-out SynthTalk identity; `example_inputs/photo.png`, the astronaut
+photograph) the bundle streams `example_inputs/speech.wav` at its own size and stream settings, and one PNG is written:
 the input as the model sees it (scaled and cropped to the output size), then `--frames` frames evenly spaced over
 the video, each labelled with its time. Default: the shipped model into docs/images/; a bundle with random weights
 or from the quick recipe is refused there (it would misrepresent the default model): pass `--out /tmp/...`.
@@ -30,7 +30,7 @@ from echotorrent_core.media.video_reader import read_video_frames  # noqa: E402
 from echotorrent_core.pipeline import bundle_defaults, bundle_paths, generate_to_file, load_bundle  # noqa: E402
 from echotorrent_core.streaming import StreamSettings  # noqa: E402
 
-EXAMPLES = ROOT / "examples"
+EXAMPLES = ROOT / "example_inputs"
 DOCS_IMAGES = ROOT / "docs" / "images"
 INPUTS = {"drawn": EXAMPLES / "portrait.png", "photo": EXAMPLES / "photo.png"}
 STREAM_FIELDS = ("chunk_frames", "window_frames", "sink_frames", "steps", "shift", "solver", "rope_layout")

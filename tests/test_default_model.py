@@ -1,5 +1,5 @@
 """The embedded default model (`echotorrent_core/default_model/`): it is shipped, its manifest's sha256 hashes match
-the files, it fits the 40 MB budget, it loads and streams 2 chunks from `examples/` into an mp4 with the speech.
+the files, it fits the 40 MB budget, it loads and streams 2 chunks from `example_inputs/` into an mp4 with the speech.
 
 Which folder is tested: `cli.DEFAULT_BUNDLE` (echotorrent_core/default_model/). Until the trained model ships, the
 tests are reported as expected failures (XFAIL, listed with the reason "the default model is not shipped yet" in
@@ -26,7 +26,7 @@ from echotorrent_core.media.video_reader import read_video_frames
 from echotorrent_core.pipeline import BUNDLE_FILES, bundle_defaults, bundle_paths, generate_to_file, load_bundle
 from echotorrent_core.streaming import StreamSettings
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "example_inputs"
 BUNDLE = Path(os.environ.get("ECHOTORRENT_DEFAULT_BUNDLE") or DEFAULT_BUNDLE)
 MAX_MODEL_BYTES = 40 * 1024 * 1024  # issue 9: at most 40 MB in all
 STREAM_FIELDS = ("chunk_frames", "window_frames", "sink_frames", "steps", "shift", "solver", "rope_layout")
@@ -71,7 +71,7 @@ def test_streams_two_chunks_from_the_examples(bundle_folder: Path, tmp_path: Pat
     frames_wanted = CHUNKS * settings.chunk_frames * VAE_TEMPORAL_STRIDE
     audio, rate = load_audio_channels(EXAMPLES / "speech.wav")
     samples = int(frames_wanted * rate / settings.fps)
-    assert audio.shape[-1] >= samples, "examples/speech.wav is shorter than 2 chunks"
+    assert audio.shape[-1] >= samples, "example_inputs/speech.wav is shorter than 2 chunks"
     speech = tmp_path / "speech.wav"
     with wave.open(str(speech), "wb") as handle:
         handle.setnchannels(1)

@@ -24,7 +24,7 @@ from ui_to_api import ui_to_api
 from echotorrent_core.cli import DEFAULT_BUNDLE
 from echotorrent_core.random_bundle import write_random_bundle
 
-EXAMPLES = REPO_ROOT / "examples"
+EXAMPLES = REPO_ROOT / "example_inputs"
 STAND_IN_MARK = ".integration-test-stand-in"
 
 

@@ -1,4 +1,4 @@
-"""Remake the example inputs in this folder (see README.md): `.venv/bin/python examples/make_examples.py`.
+"""Remake the example inputs in this folder (see README.md): `.venv/bin/python example_inputs/make_examples.py`.
 
 - `portrait.png`: SynthTalk held-out identity `HELDOUT_IDENTITY` drawn at rest (mouth closed, frontal) at 128 px.
 - `speech.wav`: a LibriVox recording from Debian pocketsphinx-testdata, copied as 16 kHz mono PCM.
