@@ -6,6 +6,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKLWan
 from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+from tiny_vae import tiny_vae
 
 from echotorrent_core.checkpoints.vae_keys import (
     DIFFUSERS_ANCHOR_KEYS,
@@ -140,16 +141,9 @@ def test_key_round_trip_and_config(num_res_blocks: int) -> None:
     assert set(diffusers_sd) == set(reference.state_dict())
 
 
-def _tiny_vae(seed: int) -> WanVAE:
-    torch.manual_seed(seed)
-    cfg = VAEConfig(base_dim=4, z_dim=4, dim_mult=(1, 2, 2, 2), num_res_blocks=1,
-                    latents_mean=(0.0,) * 4, latents_std=(1.0,) * 4)
-    return WanVAE(cfg).eval()
-
-
 @pytest.mark.parametrize("split", [[1] * 7, [1, 3, 3], [2, 5], [4, 1, 2], [7]])
 def test_streaming_decode_equals_full_decode(split: list[int]) -> None:
-    model = _tiny_vae(2)
+    model = tiny_vae(2)
     latents = torch.randn(2, 4, sum(split), 2, 3)
     streamer = StreamingDecoder(model)
     with torch.no_grad():
@@ -165,7 +159,7 @@ def test_streaming_decode_equals_full_decode(split: list[int]) -> None:
 
 
 def test_streaming_cache_has_fixed_size_and_resets() -> None:
-    model = _tiny_vae(3)
+    model = tiny_vae(3)
     torch.manual_seed(3)
     latents = torch.randn(1, 4, 20, 2, 2)
     streamer = StreamingDecoder(model)
@@ -186,7 +180,7 @@ def test_streaming_cache_has_fixed_size_and_resets() -> None:
 
 
 def test_bad_inputs_raise() -> None:
-    model = _tiny_vae(4)
+    model = tiny_vae(4)
     with pytest.raises(ValueError, match="3, T, H, W"):
         model.encode(torch.zeros(1, 4, 5, 16, 16))
     with pytest.raises(ValueError, match="T = 1 \\+ 4"):
@@ -211,7 +205,7 @@ def test_bad_inputs_raise() -> None:
 
 
 def test_bad_state_dicts_raise() -> None:
-    model = _tiny_vae(5)
+    model = tiny_vae(5)
     native_sd = model.state_dict()
     with pytest.raises(ValueError, match="missing"):
         config_from_state_dict({k: v for k, v in native_sd.items() if k != "decoder.head.2.weight"})
@@ -229,7 +223,7 @@ def test_bad_state_dicts_raise() -> None:
 
 
 def test_bfloat16_keeps_dtype_and_stays_close_to_float32() -> None:
-    model = _tiny_vae(6)
+    model = tiny_vae(6)
     torch.manual_seed(6)
     video = torch.rand(1, 3, 5, 16, 16) * 2 - 1
     with torch.no_grad():

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_vae import tiny_vae
 
 from echotorrent_core.config import VAEConfig
-from echotorrent_core.models.vae import StreamingDecoder, WanVAE, decode_as_stream
-
-
-def _tiny_vae(seed: int, context: int = 0) -> WanVAE:
-    torch.manual_seed(seed)
-    cfg = VAEConfig(base_dim=4, z_dim=4, dim_mult=(1, 2, 2, 2), num_res_blocks=1,
-                    latents_mean=(0.0,) * 4, latents_std=(1.0,) * 4, decode_context_latents=context)
-    return WanVAE(cfg).eval()
+from echotorrent_core.models.vae import StreamingDecoder, decode_as_stream
 
 
 def _stream(decoder: StreamingDecoder, latents: torch.Tensor, split: list[int]) -> list[torch.Tensor]:
@@ -23,7 +17,7 @@ def _stream(decoder: StreamingDecoder, latents: torch.Tensor, split: list[int]) 
 
 @pytest.mark.parametrize(("split", "context"), [([4, 3, 3, 3], 2), ([1, 1, 1, 1, 1, 1], 1), ([2, 5, 3], 3)])
 def test_each_chunk_is_a_fresh_decode_after_its_context(split: list[int], context: int) -> None:
-    model = _tiny_vae(0)
+    model = tiny_vae(0)
     latents = torch.randn(2, 4, sum(split), 2, 3)
     chunks = _stream(StreamingDecoder(model, context_latents=context), latents, split)
     start = 0
@@ -39,7 +33,7 @@ def test_each_chunk_is_a_fresh_decode_after_its_context(split: list[int], contex
 
 
 def test_a_context_as_long_as_the_stream_is_the_full_causal_decode() -> None:
-    model = _tiny_vae(1)
+    model = tiny_vae(1)
     latents = torch.randn(1, 4, 9, 2, 2)
     with torch.no_grad():
         full = model.decode(latents)
@@ -48,7 +42,7 @@ def test_a_context_as_long_as_the_stream_is_the_full_causal_decode() -> None:
 
 
 def test_a_short_context_differs_from_the_full_history_and_costs_the_same_per_chunk() -> None:
-    model = _tiny_vae(2)
+    model = tiny_vae(2)
     latents = torch.randn(1, 4, 13, 2, 2)
     decoder = StreamingDecoder(model, context_latents=2)
     seen: list[int] = []
@@ -66,7 +60,7 @@ def test_a_short_context_differs_from_the_full_history_and_costs_the_same_per_ch
 
 
 def test_the_vae_config_sets_the_default_and_reset_restarts() -> None:
-    model = _tiny_vae(3, context=2)
+    model = tiny_vae(3, decode_context_latents=2)
     decoder = StreamingDecoder(model)
     assert decoder.context_latents == 2
     assert StreamingDecoder(model, context_latents=0).context_latents == 0
@@ -84,7 +78,7 @@ def test_the_vae_config_sets_the_default_and_reset_restarts() -> None:
 
 def test_decode_as_stream_is_the_full_decode_without_a_bound_and_follows_the_config_with_one() -> None:
     latents = torch.randn(1, 4, 8, 2, 2)
-    plain, bounded = _tiny_vae(4), _tiny_vae(4, context=1)
+    plain, bounded = tiny_vae(4), tiny_vae(4, decode_context_latents=1)
     with torch.no_grad():
         assert (decode_as_stream(plain, latents) - plain.decode_raw(latents, clamp=False)).abs().max() < 1e-5
         chunks = [latents[:, :, :1]] + list(latents[:, :, 1:].split(3, dim=2))

@@ -6,16 +6,10 @@ import dataclasses
 
 import pytest
 import torch
+from tiny_vae import tiny_vae
 
 from echotorrent_core.config import VAEConfig
 from echotorrent_core.models.vae import StreamingEncoder, WanVAE
-
-
-def _tiny_vae(seed: int, context: int = 0) -> WanVAE:
-    torch.manual_seed(seed)
-    cfg = VAEConfig(base_dim=4, z_dim=4, dim_mult=(1, 2, 2, 2), num_res_blocks=1,
-                    latents_mean=(0.0,) * 4, latents_std=(1.0,) * 4, encode_context_latents=context)
-    return WanVAE(cfg).eval()
 
 
 def _unbounded(model: WanVAE) -> WanVAE:
@@ -26,7 +20,7 @@ def _unbounded(model: WanVAE) -> WanVAE:
 
 @pytest.mark.parametrize("context", [1, 2])
 def test_each_latent_is_the_last_of_its_own_window(context: int) -> None:
-    model = _tiny_vae(0, context)
+    model = tiny_vae(0, encode_context_latents=context)
     plain = _unbounded(model)
     video = torch.rand(2, 3, 1 + 4 * 7, 16, 16) * 2 - 1
     with torch.no_grad():
@@ -42,7 +36,7 @@ def test_each_latent_is_the_last_of_its_own_window(context: int) -> None:
 
 
 def test_a_bound_as_long_as_the_video_is_the_full_causal_encode() -> None:
-    model = _tiny_vae(1, context=6)
+    model = tiny_vae(1, encode_context_latents=6)
     video = torch.rand(1, 3, 1 + 4 * 5, 16, 16) * 2 - 1
     with torch.no_grad():
         assert (model.encode_raw(video) - _unbounded(model).encode_raw(video)).abs().max() < 1e-6
@@ -50,7 +44,7 @@ def test_a_bound_as_long_as_the_video_is_the_full_causal_encode() -> None:
 
 @pytest.mark.parametrize("split", [[1, 4, 8, 4, 12], [9, 20], [5, 4, 4, 4, 4, 4, 4], [29]])
 def test_streaming_encoder_with_a_bound_equals_the_whole_encode(split: list[int]) -> None:
-    model = _tiny_vae(2, context=2)
+    model = tiny_vae(2, encode_context_latents=2)
     video = torch.rand(1, 3, sum(split), 16, 16) * 2 - 1
     encoder = StreamingEncoder(model)
     with torch.no_grad():
@@ -64,7 +58,7 @@ def test_streaming_encoder_with_a_bound_equals_the_whole_encode(split: list[int]
 
 
 def test_config_round_trip_and_validation() -> None:
-    model = _tiny_vae(3, context=2)
+    model = tiny_vae(3, encode_context_latents=2)
     assert VAEConfig.from_dict(model.cfg.to_dict()).encode_context_latents == 2
     with pytest.raises(ValueError, match="encode_context_latents"):
         WanVAE(dataclasses.replace(model.cfg, encode_context_latents=-1))
