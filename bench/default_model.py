@@ -35,10 +35,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from echotorrent_core.cli import DEFAULT_BUNDLE  # noqa: E402
+from echotorrent_core.cli import DEFAULT_BUNDLE, VAE_DTYPES  # noqa: E402
 from echotorrent_core.pipeline import (  # noqa: E402
     BUNDLE_SETTINGS_FILE, bundle_defaults, bundle_paths, generate_to_file, load_bundle,
 )
+from echotorrent_core.precision import cpu_has_bf16_matrix_units  # noqa: E402
 from echotorrent_core.streaming import StreamSettings  # noqa: E402
 
 CONFIGS = ROOT / "echotorrent_core" / "training" / "configs"
@@ -139,7 +140,8 @@ def settings_from(defaults: dict, seed: int) -> StreamSettings:
     return StreamSettings(fps=float(defaults.get("fps", 25.0)), seed=seed, **chosen)
 
 
-def run(model: Path, image: Path, speech: Path, seconds: float, device: str) -> dict:
+def run(model: Path, image: Path, speech: Path, seconds: float, device: str,
+        vae_dtype: torch.dtype | None = None) -> dict:
     """Load `model`, stream `speech` (tiled to `seconds`) with `image`; returns the measurements."""
     from echotorrent_core.guidance import GuidanceMode, GuidancePolicy
     from echotorrent_core.streaming import sampler as sampler_module
@@ -147,7 +149,7 @@ def run(model: Path, image: Path, speech: Path, seconds: float, device: str) -> 
     paths, defaults = bundle_paths(model), bundle_defaults(model)
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started, cpu_started = time.perf_counter(), time.process_time()
-    bundle = load_bundle(paths["dit"], paths["vae"], paths["audio_encoder"], device=device)
+    bundle = load_bundle(paths["dit"], paths["vae"], paths["audio_encoder"], device=device, vae_dtype=vae_dtype)
     load_seconds, load_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     settings = settings_from(defaults, seed=0)
     guidance = GuidancePolicy(mode=GuidanceMode(defaults.get("guidance", "single")))
@@ -186,6 +188,7 @@ def run(model: Path, image: Path, speech: Path, seconds: float, device: str) -> 
         "rss_load_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_start) / 1024,
         "rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "mp4_bytes": mp4_bytes,
         "random_weights": bool(defaults.get("random_weights")),
+        "dtypes": (next(bundle.dit.parameters()).dtype, next(bundle.vae.parameters()).dtype),
     }
 
 
@@ -205,6 +208,8 @@ def table(m: dict, threads: int, note: str) -> str:
         ("stream settings", f"steps {s.steps}, chunk {s.chunk_frames}, window {s.window_frames}, sink "
                             f"{s.sink_frames}, solver {s.solver}"),
         ("threads", f"{threads} (torch.set_num_threads)"),
+        ("weights", f"DiT {str(m['dtypes'][0]).removeprefix('torch.')}, VAE {str(m['dtypes'][1]).removeprefix('torch.')}"
+                    f" (bf16 matrix units on this CPU: {'yes' if cpu_has_bf16_matrix_units() else 'no'})"),
         ("model load (excluded below)", f"{m['load_seconds']:.2f} s wall, {m['load_cpu']:.2f} s CPU"),
         ("first-chunk latency", f"{m['first_chunk']:.3f} s wall ({m['first_chunk_cpu']:.3f} s CPU): inputs, audio "
                                 "encoding, portrait encoding, decoder warm-up, chunk 1, mp4 write"),
@@ -242,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=12.0, help="speech length (the example is repeated)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--vae-dtype", choices=("auto", *VAE_DTYPES), default="auto",
+                        help="the VAE's weights (auto: precision.default_vae_dtype, as echotorrent generate)")
     parser.add_argument("--note", default="", help="a line appended under the table (e.g. machine load)")
     parser.add_argument("--out", default=None, help="also write the table to this markdown file")
     args = parser.parse_args(argv)
@@ -252,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         model = Path(args.model) if args.model else DEFAULT_BUNDLE
         if not model.is_dir():
             raise SystemExit(f"no bundle at {model}: the default model is not shipped yet; pass --model or --standin")
-    measured = run(model, Path(args.image), Path(args.speech), args.seconds, args.device)
+    measured = run(model, Path(args.image), Path(args.speech), args.seconds, args.device,
+                   VAE_DTYPES.get(args.vae_dtype))
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--note", args.note)]
     header = (f"# Default model streaming benchmark, {date.today().isoformat()}\n\n"
               f"`{' '.join(['bench/default_model.py', *shown])}` on "

@@ -15,6 +15,7 @@ from .streaming import StreamSettings
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_model"
 EXIT_INTERRUPTED = 130
+VAE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 # Modules (relative to this package) that each define `add_parser(commands) -> str` (registers one subcommand and
 # returns its name) and `run(args) -> int`. Imported when the parser is built; heavy imports belong inside `run`.
@@ -61,6 +62,9 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
                         help="encode the speech as recorded")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--vae-dtype", choices=("auto", *VAE_DTYPES), default="auto",
+                        help="VAE weights' dtype; auto = bf16 on CUDA and on CPUs with AMX (1.9x faster decoding, "
+                             "64 dB from fp32), else fp32")
 
 
 def _add_init_model(commands: argparse._SubParsersAction) -> None:
@@ -96,7 +100,8 @@ def _generate(args: argparse.Namespace) -> int:
     from .pipeline import generate_to_file, load_bundle, load_clip_features, load_text_embeddings
 
     (dit_path, vae_path, audio_path), defaults = _resolve_checkpoints(args)
-    bundle = load_bundle(dit_path, vae_path, audio_path, device=args.device, audio_adapter=args.audio_adapter)
+    bundle = load_bundle(dit_path, vae_path, audio_path, device=args.device, audio_adapter=args.audio_adapter,
+                         vae_dtype=VAE_DTYPES.get(args.vae_dtype))
     for report in bundle.reports:
         print(f"loaded {report.describe()}", file=sys.stderr)
     text, negative = load_text_embeddings(args.text_embeds) if args.text_embeds else (None, None)

@@ -24,6 +24,7 @@ from .media import (
     normalize_loudness,
     to_mono_resampled,
 )
+from .precision import default_dit_dtype, default_vae_dtype
 from .streaming import ChunkOutput, StreamingSampler, StreamSettings
 
 BUNDLE_FILES = {"dit": "dit.safetensors", "vae": "vae.safetensors", "audio_encoder": "audio_encoder.safetensors"}
@@ -76,13 +77,16 @@ def bundle_defaults(folder: str | Path) -> dict:
 def load_bundle(
     dit_path: str | Path, vae_path: str | Path, audio_encoder_path: str | Path,
     device: str | torch.device = "cpu", dtype: torch.dtype | None = None, audio_adapter: str | Path | None = None,
+    vae_dtype: torch.dtype | None = None,
 ) -> ModelBundle:
-    """Load the DiT (plus an optional MultiTalk/InfiniteTalk audio-adapter file) and VAE in `dtype` (default: fp32
-    on CPU, bf16 on CUDA) and the audio encoder in fp32."""
+    """Load the DiT (plus an optional MultiTalk/InfiniteTalk audio-adapter file) in `dtype` and the VAE in
+    `vae_dtype` (else `dtype`; defaults in `precision.py`: bf16 on CUDA, fp32 on the CPU but a bf16 VAE on CPUs with
+    bf16 matrix units), and the audio encoder in fp32."""
     device = torch.device(device)
-    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-    dit, dit_report = load_dit(dit_path, dtype=dtype, device=device, audio_adapter=audio_adapter)
-    vae, vae_report = load_vae(vae_path, dtype=dtype, device=device)
+    vae_dtype = vae_dtype or dtype or default_vae_dtype(device)
+    dit, dit_report = load_dit(dit_path, dtype=dtype or default_dit_dtype(device), device=device,
+                               audio_adapter=audio_adapter)
+    vae, vae_report = load_vae(vae_path, dtype=vae_dtype, device=device)
     encoder, encoder_report = load_audio_encoder(audio_encoder_path, dtype=torch.float32, device=device)
     return ModelBundle(dit, vae, encoder, (dit_report, vae_report, encoder_report))
 

@@ -119,7 +119,8 @@ class LoadEchoTorrent(io.ComfyNode):
                                tooltip="Optional decoder refiner (VAE decoder weights only) used by Refined VAE "
                                        "Decode; 'none' keeps the base decoder."),
                 io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
-                               tooltip="Weight dtype of the DiT and VAE; auto = bf16 on a GPU, fp32 on the CPU."),
+                               tooltip="Weight dtype of the DiT and VAE; auto = bf16 on a GPU, fp32 on the CPU (as "
+                                       "ComfyUI's own VAE). On CPUs with AMX, bf16 decodes about 1.9x faster."),
                 io.Combo.Input("device", options=["auto", "cpu", "cuda"], default="auto",
                                tooltip="Where the networks run; auto = ComfyUI's device (the CPU under --cpu)."),
                 io.Combo.Input("audio_adapter", options=[NO_AUDIO_ADAPTER] + model_files(AUDIO_ADAPTER_FOLDERS),
