@@ -78,7 +78,8 @@ class TeacherStage(Stage):
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict[str, float]:
-        """Held-out flow MSE at fixed timesteps and fixed noise (comparable across steps)."""
+        """Held-out flow MSE at fixed timesteps and fixed noise (comparable across steps), with the audio and with
+        the null audio: `audio_gain_tT` = MSE without audio / MSE with it (1.0: the teacher ignores the speech)."""
         heldout = self.dataset("heldout")
         if heldout is None:
             return {}
@@ -90,7 +91,10 @@ class TeacherStage(Stage):
         for t_value in EVAL_TIMESTEPS:
             t = torch.full((count,), t_value)
             loss, _ = teacher_loss(self.model, batch, t, noise)
+            silent, _ = teacher_loss(self.model, batch, t, noise, keep_audio=torch.zeros(count, dtype=torch.bool,
+                                                                                        device=self.device))
             logs[f"flow_mse_t{int(t_value)}"] = float(loss)
+            logs[f"audio_gain_t{int(t_value)}"] = float(silent / loss)
         return logs
 
     def export(self, out_dir: Path) -> list[Path]:
