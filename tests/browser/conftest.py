@@ -17,9 +17,10 @@ INTEGRATION_DIR = Path(__file__).resolve().parents[1] / "integration"
 sys.path.insert(0, str(INTEGRATION_DIR))  # comfy_server.py, pack_files.py, ui_to_api.py
 
 from comfy_server import REPO_ROOT, ComfyServer  # noqa: E402
-from front_end import CHROMIUM, CHROMIUM_ARGS, ConsoleLog, opened_app  # noqa: E402
 from pack_files import PORTRAIT, install_tiny_models, write_portrait, write_speech  # noqa: E402
 from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+
+from front_end import CHROMIUM, CHROMIUM_ARGS, ConsoleLog, opened_app  # noqa: E402
 
 
 def _load_integration_fixtures():
@@ -32,15 +33,7 @@ def _load_integration_fixtures():
 
 _integration = _load_integration_fixtures()
 comfyui_path = _integration.comfyui_path
-
-
-@pytest.fixture(scope="session")
-def comfy_server(comfyui_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
-    """The browser tests' own server, generating on one torch thread: the player's timing is measured in Chromium,
-    which on a 2-core CI machine got too few animation frames while the server's generation took both cores
-    (29-38 of 50 frames of a 2 s playback in the two-tab test); a user's browser has a core of its own."""
-    yield from _integration.running_server(comfyui_path, tmp_path_factory, torch_threads=1)
-
+comfy_server = _integration.comfy_server
 
 SPEECH_FILES = ("echotorrent_speech.wav", "echotorrent_long_speech.wav")  # the LoadAudio files of the workflows
 

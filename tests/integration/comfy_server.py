@@ -27,10 +27,6 @@ LAUNCH_WITHOUT_EDITABLE_INSTALL = (
 )
 
 
-def _thread_env(threads: int | None) -> dict[str, str]:
-    return {} if threads is None else {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-
-
 class ComfyServerError(RuntimeError):
     """The server failed to start, rejected a prompt, or did not finish one in time."""
 
@@ -63,10 +59,8 @@ class ComfyServer:
         self.client_id = uuid.uuid4().hex
 
     @classmethod
-    def start(cls, comfy_dir: Path, base_dir: Path, ready_timeout: float = 60.0,
-              torch_threads: int | None = None) -> ComfyServer:
-        """Start ComfyUI on a free port with `base_dir` as its base folder; return once it answers HTTP.
-        `torch_threads` bounds its torch / OpenMP threads (default: torch's, one per core)."""
+    def start(cls, comfy_dir: Path, base_dir: Path, ready_timeout: float = 60.0) -> ComfyServer:
+        """Start ComfyUI on a free port with `base_dir` as its base folder; return once it answers HTTP."""
         port = free_loopback_port()
         log_path = base_dir / "comfyui.log"
         command = [
@@ -76,7 +70,7 @@ class ComfyServer:
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 command, cwd=comfy_dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **_thread_env(torch_threads)},
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         server = cls(process, base_dir, port, log_path)
         try:

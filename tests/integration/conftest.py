@@ -30,18 +30,12 @@ def comfyui_path() -> Path:
     return Path(os.environ.get("COMFYUI_PATH") or REPO_ROOT / ".cache" / "ComfyUI").resolve()
 
 
-def running_server(comfyui_path: Path, tmp_path_factory: pytest.TempPathFactory,
-                   torch_threads: int | None = None) -> Iterator[ComfyServer]:
-    """A ComfyUI server in a private base folder while the generator is open; stopped by PID at the end."""
+@pytest.fixture(scope="session")
+def comfy_server(comfyui_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
+    """One ComfyUI server for the session, in a private base folder; stopped by PID at the end."""
     base = make_base_dir(tmp_path_factory.mktemp("comfyui-base"), REPO_ROOT, PACK_NAME)
-    server = ComfyServer.start(comfyui_path, base, torch_threads=torch_threads)
+    server = ComfyServer.start(comfyui_path, base)
     try:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="session")
-def comfy_server(comfyui_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
-    """One ComfyUI server for the session, in a private base folder; stopped by PID at the end."""
-    yield from running_server(comfyui_path, tmp_path_factory)
