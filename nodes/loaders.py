@@ -22,6 +22,7 @@ from echotorrent_core.checkpoints.errors import CheckpointError
 from echotorrent_core.checkpoints.loaders import load_audio_encoder, load_dit, load_vae
 from echotorrent_core.checkpoints.refiner import load_decoder_refiner
 from echotorrent_core.cli import DEFAULT_BUNDLE
+from echotorrent_core.precision import default_dit_dtype
 
 from .core_inputs import wan_vae_from_core
 from .memory import manage, offload_device
@@ -77,9 +78,7 @@ def resolve_device(choice: str) -> torch.device:
 
 def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
     """auto = bf16 on CUDA, fp32 elsewhere (the DiT and VAE; the audio encoder always runs in fp32)."""
-    if choice == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return DTYPES[choice]
+    return default_dit_dtype(device) if choice == "auto" else DTYPES[choice]
 
 
 def _file_key(path: Path) -> tuple:

@@ -86,14 +86,14 @@ def main() -> None:
         latents = vae.encode(video)
         gaps.append(encoder_gap(vae, video, latents))
         for context in args.context:
-            frames = stream_decode(vae, latents, args.chunk, context)
+            timed = bf16["seconds_fp32"] if half is not None and context == args.context[-1] else None
+            frames = stream_decode(vae, latents, args.chunk, context, timed)
             for name, span in ranges.items():
                 totals[context][name].append(psnr(frames[:, :, span], video[:, :, span]))
-        if half is not None:
-            full = stream_decode(vae, latents, args.chunk, args.context[-1], bf16["seconds_fp32"])
+        if half is not None:  # against the fp32 decode of the last context: `frames`
             approx = stream_decode(half, latents, args.chunk, args.context[-1], bf16["seconds_bf16"])
             bf16["truth"].append(psnr(approx, video))
-            bf16["fp32"].append(psnr(approx, full))
+            bf16["fp32"].append(psnr(approx, frames))
     print("context | " + " | ".join(ranges))
     for context, by_range in totals.items():
         label = "full" if context == 0 else str(context)
