@@ -4,8 +4,10 @@ Defaults follow InfiniteTalk: windows of 81 video frames (21 latent frames), the
 frames) of a window become the clean "motion frames" that open the next one, 40 Euler steps of the many-step
 schedule, 3-pass text + audio CFG, bidirectional attention over the whole window, and a VAE decode per window
 (`decode_as_stream`: the whole causal history for Wan's VAE; a VAE whose config bounds the decode context gets it).
-The first window opens on the reference latent. Motion latents are held clean (t = 0) and re-imposed after every
-step. Used by the streaming benchmark as the point of comparison, and runnable on its own.
+The first window opens on the reference latent; every later one on the VAE encode of the previous window's last
+`motion_frames` decoded frames as a clip of their own (frame 0 alone, then groups of 4: the layout the model trained
+on, whose frame 0 is an image latent; MultiTalk re-encodes its motion frames the same way). Motion latents are held
+clean (t = 0) and re-imposed after every step. Used by the streaming benchmark as the point of comparison, and runnable on its own.
 """
 
 from __future__ import annotations
@@ -72,7 +74,6 @@ class WindowedBidirectionalSampler:
         param = next(self.dit.parameters())
         num_frames = num_frames or len(audio_features)
         window_latents = 1 + (self.settings.window_frames - 1) // self.stride
-        motion_latents = 1 + (self.settings.motion_frames - 1) // self.stride
         with torch.no_grad():
             motion = self.vae.encode(reference.to(param.device, next(self.vae.parameters()).dtype)[None, :, None])
             cfg = self.dit.cfg
@@ -114,7 +115,7 @@ class WindowedBidirectionalSampler:
             frames = video_to_frames(new)
             produced += frames.shape[0]
             audio_start += self.settings.window_frames - self.settings.motion_frames
-            motion = x[:, :, -motion_latents:].to(param.dtype)
+            motion = self.vae.encode(video[:, :, -self.settings.motion_frames:]).to(param.dtype)
             yield WindowOutput(index, frames, passes, time.perf_counter() - started)
             index += 1
 

@@ -34,6 +34,8 @@ def _metrics(sync_c: float, drift: dict[str, float], speed: list[tuple[int, floa
 
 STUDENT = _metrics(6.5, {"long-0": -0.01, "long-1": -0.03}, [(100, 2.0), (50, 1.0)], 0.25)
 TEACHER = _metrics(7.0, {"long-0": -0.002}, [(100, 40.0)], 1.67)
+VAE = {"heldout": SYNC | {"sync_c": 3.1, "psnr": 24.5, "clips": 2, "failed": 0},
+       "shuffled_audio": SYNC | {"sync_c": 0.8, "clips": 2, "failed": 0}}
 TEACHER["sampling"] = {"window": {"steps": 20, "window_frames": 25}, "guidance": {"mode": "audio_cfg",
                        "audio_scale": 4.0}, "passes_per_step": 2, "new_frames_per_window": 24}
 
@@ -94,4 +96,18 @@ def test_the_script_reads_a_run_folder_or_a_manifest(tmp_path: Path, capsys) -> 
     with pytest.raises(ValueError, match="metrics_teacher"):
         load_metrics(manifest)
     manifest.write_text(json.dumps({"metrics": STUDENT, "metrics_teacher": TEACHER}))
-    assert load_metrics(manifest) == (STUDENT, TEACHER)
+    assert load_metrics(manifest) == (STUDENT, TEACHER, None)
+    manifest.write_text(json.dumps({"metrics": STUDENT, "metrics_teacher": TEACHER, "metrics_vae": VAE}))
+    assert load_metrics(manifest) == (STUDENT, TEACHER, VAE)
+    (tmp_path / "eval" / "vae_metrics.json").write_text(json.dumps(VAE))
+    assert load_metrics(tmp_path) == (STUDENT, TEACHER, VAE)
+
+
+def test_vae_reconstruction_rows_sit_between_the_models_and_the_ground_truth() -> None:
+    rows = _rows(comparison_table(STUDENT, TEACHER, VAE))
+    header = rows.pop("")
+    assert list(rows)[-3:] == ["VAE reconstruction (2 clips)", "VAE reconstruction, shuffled audio", "ground truth"]
+    column = {name: i for i, name in enumerate(header)}
+    vae, control = rows["VAE reconstruction (2 clips)"], rows["VAE reconstruction, shuffled audio"]
+    assert (vae[column["Sync-C"]], vae[column["PSNR dB"]], vae[column["fps"]]) == ("3.10", "24.5", "-")
+    assert control[column["Sync-C"]] == "0.80"

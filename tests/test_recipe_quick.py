@@ -37,8 +37,18 @@ def check_teacher_metrics(run, manifest: dict, capsys) -> None:
     capsys.readouterr()
     assert print_table([str(run)]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    assert len(rows) == 6 and rows[3].startswith("| teacher (2 clips")
+    assert len(rows) == 8 and rows[3].startswith("| teacher (2 clips") and rows[5].startswith("| VAE reconstruction")
     assert rows[3].rstrip(" |").endswith(f"{speed['passes_per_frame']:.2f}")
+
+
+def check_vae_metrics(run, manifest: dict) -> None:
+    """The VAE ceiling: the same held-out clips reconstructed by the bundle's VAE, with the shuffled-audio control."""
+    vae, student = manifest["metrics_vae"], manifest["metrics"]
+    assert vae == json.loads((run / "eval" / "vae_metrics.json").read_text())
+    assert vae["heldout"]["clips"] == student["heldout"]["clips"] == 2
+    assert [c["clip"] for c in vae["speed"]["clips"]] == [c["clip"] for c in student["speed"]["clips"]]
+    assert all("error" in row or math.isfinite(row["psnr"]) for row in vae["clips"])
+    assert "VAE ceiling: reconstructions Sync-C" in (run / "recipe.log").read_text()
 
 
 def test_quick_recipe_trains_a_bundle_that_streams_and_resumes(tmp_path, capsys) -> None:
@@ -55,6 +65,7 @@ def test_quick_recipe_trains_a_bundle_that_streams_and_resumes(tmp_path, capsys)
     assert "eval/majority_acc" in manifest["stage_heldout"]["audio_encoder"]
     assert manifest["metrics"]["heldout"]["clips"] == 2 and "worst_real_time_factor" in manifest["metrics"]["speed"]
     check_teacher_metrics(run, manifest, capsys)
+    check_vae_metrics(run, manifest)
 
     defaults = bundle_defaults(bundle)
     assert (defaults["height"], defaults["steps"], defaults["guidance"]) == (64, 2, "single")
@@ -70,7 +81,8 @@ def test_quick_recipe_trains_a_bundle_that_streams_and_resumes(tmp_path, capsys)
     log_before = (run / "recipe.log").read_text()
     assert main(["recipe", "default-model", "--out", str(run), "--quick", "--jobs", "1", "--threads", "1"]) == 0
     rerun = (run / "recipe.log").read_text()[len(log_before):]
-    assert all(f"skip {name}:" in rerun for name in ("data", "drift", *STAGES, "bundle", "evaluate", "evaluate_teacher"))
+    assert all(f"skip {name}:" in rerun for name in ("data", "drift", *STAGES, "bundle", "evaluate", "evaluate_teacher",
+                                                      "evaluate_vae"))
     assert "start " not in rerun
 
 

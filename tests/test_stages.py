@@ -13,10 +13,11 @@ from echotorrent_core.models.dit import WanDiT
 from echotorrent_core.models.vae import StreamingDecoder, decode_as_stream
 from echotorrent_core.models.vae_cache import FeatureCache
 from echotorrent_core.training.config import TrainerConfig
+from echotorrent_core.training.losses.flow_matching import sample_timesteps
 from echotorrent_core.training.registry import get_stage
-from echotorrent_core.training.stages.avatar_batch import conditioning
+from echotorrent_core.training.stages.avatar_batch import conditioning, keep_mask
 from echotorrent_core.training.stages.teacher_objective import teacher_loss
-from echotorrent_core.training.stages.vae import VAEStageConfig, pixels, posterior
+from echotorrent_core.training.stages.vae import VAEStageConfig, latent_statistics, pixels, posterior
 
 from stage_fixtures import TINY, write_avatar_samples, write_frame_windows
 
@@ -115,8 +116,29 @@ def test_vae_stage_trains_and_exports_the_bounded_context_decode(tmp_path) -> No
         mu, _ = posterior(stage.vae, video)
         assert (mu[:, :, 2] - load_vae(path)[0].encode_raw(video[:, :, 4:9])[:, :, -1]).abs().max() < 1e-5
     assert load_vae(path)[0].cfg.decode_context_latents == 0
-    with pytest.raises(ValueError, match="train_encoder = false"):
-        VAEStageConfig(data=str(data), decode_context_latents=2)
+
+
+def test_vae_stage_trains_both_halves_in_the_bounded_streaming_layout(tmp_path) -> None:
+    """train_encoder = true with both bounds: encoder and decoder move, the export records the bounds and its latent
+    statistics are those of the bounded encode."""
+    data = write_frame_windows(tmp_path / "frames.safetensors", frames=13)
+    trainer = TrainerConfig(out_dir=str(tmp_path))
+    (path,) = get_stage("vae")(VAEStageConfig(data=str(data), size=32, frames=5), trainer, "cpu").export(tmp_path / "a")
+    config = VAEStageConfig(data=str(data), size=32, frames=13, init=str(path), decode_context_latents=1,
+                            decode_chunk_latents=1, encode_context_latents=1, stats_windows=4)
+    stage = get_stage("vae")(config, trainer, "cpu")
+    _, before = _one_step(stage, _batch(stage.dataset("train"), 2))
+    for half in ("encoder", "decoder"):
+        assert _changed(getattr(stage.vae, half),
+                        {n[len(half) + 1:]: p for n, p in before.items() if n.startswith(half + ".")})
+    (exported,) = stage.export(tmp_path / "b")
+    reloaded = load_vae(exported)[0]
+    assert (reloaded.cfg.decode_context_latents, reloaded.cfg.encode_context_latents) == (1, 1)
+    windows = stage.dataset("train")
+    mean, _ = latent_statistics(reloaded, windows, 4)
+    assert torch.allclose(torch.tensor(reloaded.cfg.latents_mean), torch.tensor(mean), atol=1e-2)
+    assert not torch.allclose(torch.tensor(reloaded.cfg.latents_mean),
+                              torch.tensor(load_vae(path)[0].cfg.latents_mean), atol=1e-4)
 
 
 def _teacher_stage(tmp_path):
@@ -162,6 +184,29 @@ def test_teacher_loss_reads_a_clean_reference_and_scores_generated_frames_only(t
         velocity = stage.model(spy.seen["x"], spy.seen["t"], conditioning(stage.model, batch, range(5)))
     expected = (velocity[:, :, 1:] - (noise - batch["latents"])[:, :, 1:]).square().mean()
     assert torch.allclose(plain, expected, rtol=1e-5)
+
+
+def test_motion_weighted_teacher_loss_trains_on_weighted_cells_and_logs_the_plain_mse(tmp_path) -> None:
+    stage = _teacher_stage(tmp_path)
+    batch = _batch(stage.dataset("train"), 2)
+    t = torch.tensor([300.0, 800.0])
+    noise = torch.randn(batch["latents"].shape)
+    plain, plain_logs = teacher_loss(stage.model, batch, t, noise)
+    weighted, logs = teacher_loss(stage.model, batch, t, noise, motion_weighting=4.0)
+    assert not torch.allclose(plain, weighted)
+    assert logs["flow_mse"] == pytest.approx(plain_logs["flow_mse"], rel=1e-6)
+    config = dataclasses.replace(stage.config, motion_weighting=4.0)
+    weighted_stage = get_stage("teacher")(config, TrainerConfig(out_dir=str(tmp_path)), "cpu")
+    torch.manual_seed(0)
+    loss, _ = weighted_stage.generator_loss(batch, 0)
+    torch.manual_seed(0)
+    size = batch["latents"].shape[0]
+    expected_t = sample_timesteps((size,), config.shift)
+    expected_noise = torch.randn(batch["latents"].shape)
+    keep_text = keep_mask(size, 1.0 - config.text_dropout, "cpu")
+    keep_audio = keep_mask(size, 1.0 - config.audio_dropout, "cpu")
+    expected, _ = teacher_loss(weighted_stage.model, batch, expected_t, expected_noise, keep_text, keep_audio, 4.0)
+    assert torch.allclose(loss, expected)
 
 
 def test_dropped_text_and_audio_are_the_null_conditions_of_guidance(tmp_path) -> None:

@@ -40,7 +40,7 @@ def test_recipe_stages_read_each_others_outputs(suffix: str) -> None:
     vae, teacher, student = load("vae"), load("teacher"), load("student")
     path = next(p for p in CONFIGS if p.stem == "vae_decoder" + suffix)
     decoder = load_config(path, get_stage("vae").Config)
-    assert decoder.stage.init == f"{vae.trainer.out_dir}/export/vae.safetensors" and not decoder.stage.train_encoder
+    assert decoder.stage.init == f"{vae.trainer.out_dir}/export/vae.safetensors" and decoder.stage.train_encoder
     assert decoder.stage.data == vae.stage.data
     assert teacher.stage.vae == student.stage.vae == f"{vae.trainer.out_dir}/export/vae.safetensors"
     assert student.stage.teacher == f"{teacher.trainer.out_dir}/export/teacher.safetensors"

@@ -1,8 +1,9 @@
 """The teacher / student comparison of the default model (issue 9) as one markdown table, from the recipe's metrics.
 
 Rows: the student (the bundle's streaming sampler), the same student videos heard against shuffled audio, the
-teacher (windowed, many steps, CFG: `teacher_evaluation.py`), its shuffled-audio control and the ground-truth clips
-(what the instruments read on real sync). Columns: sync expert Sync-C / Sync-D / best offset (frames), landmark
+teacher (windowed, many steps, CFG: `teacher_evaluation.py`), its shuffled-audio control, the VAE's own
+reconstructions of the clips and their control when measured (`vae_reconstruction.py`: the ceiling the DiTs
+cannot pass) and the ground-truth clips (what the instruments read on real sync). Columns: sync expert Sync-C / Sync-D / best offset (frames), landmark
 sync C / offset, identity similarity to the portrait, detail (FFT high-band energy ratio to the ground truth,
 PSNR), generation speed (frames per second over all generated clips, mean real-time factor) and DiT passes per
 output frame. A cell the evaluation did not measure (the controls hold only sync metrics; an untrained model's
@@ -23,9 +24,10 @@ SPEED_COLUMNS = ("fps", "real-time factor", "passes / frame")
 OFFSET_KEYS = ("sync_offset", "landmark_offset")
 
 
-def load_metrics(path: str | Path) -> tuple[dict, dict]:
-    """(student metrics, teacher metrics) from a manifest.json, a bundle folder holding one, or a recipe run folder
-    (its `bundle/manifest.json`, else `eval/metrics.json` + `eval/teacher_metrics.json`)."""
+def load_metrics(path: str | Path) -> tuple[dict, dict, dict | None]:
+    """(student metrics, teacher metrics, VAE reconstruction metrics or None) from a manifest.json, a bundle folder
+    holding one, or a recipe run folder (its `bundle/manifest.json`, else `eval/metrics.json` +
+    `eval/teacher_metrics.json` (+ `eval/vae_metrics.json`))."""
     path = Path(path)
     candidates = [path] if path.is_file() else [path / "manifest.json", path / "bundle" / "manifest.json"]
     for manifest in candidates:
@@ -33,13 +35,15 @@ def load_metrics(path: str | Path) -> tuple[dict, dict]:
             content = json.loads(manifest.read_text())
             if "metrics_teacher" not in content:
                 raise ValueError(f"{manifest} has no `metrics_teacher` (written by the recipe step evaluate_teacher)")
-            return content["metrics"], content["metrics_teacher"]
+            return content["metrics"], content["metrics_teacher"], content.get("metrics_vae")
     student, teacher = path / "eval" / "metrics.json", path / "eval" / "teacher_metrics.json"
     missing = [str(p) for p in (student, teacher) if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"expected a manifest.json, a bundle or a recipe run folder; {path} lacks "
                                 f"{', '.join(missing)}")
-    return json.loads(student.read_text()), json.loads(teacher.read_text())
+    vae = path / "eval" / "vae_metrics.json"
+    return (json.loads(student.read_text()), json.loads(teacher.read_text()),
+            json.loads(vae.read_text()) if vae.is_file() else None)
 
 
 def _cell(value, digits: int, signed: bool = False) -> str:
@@ -67,15 +71,19 @@ def _clips_note(means: dict) -> str:
     return f"{means.get('clips', 0)} clips" + (f", {failed} unreadable (no face found)" if failed else "")
 
 
-def comparison_rows(student: dict, teacher: dict) -> list[list[str]]:
-    """The five table rows (label first, then QUALITY_COLUMNS and SPEED_COLUMNS cells)."""
-    return [
+def comparison_rows(student: dict, teacher: dict, vae: dict | None = None) -> list[list[str]]:
+    """The table rows (label first, then QUALITY_COLUMNS and SPEED_COLUMNS cells): student, teacher, their
+    controls, the VAE reconstructions and their control when `vae` is given, the ground truth."""
+    rows = [
         _row(f"student ({_clips_note(student['heldout'])})", student["heldout"], student["speed"]),
         _row("student, shuffled audio", student["shuffled_audio"], None),
         _row(f"teacher ({_clips_note(teacher['heldout'])})", teacher["heldout"], teacher["speed"]),
         _row("teacher, shuffled audio", teacher["shuffled_audio"], None),
-        _row("ground truth", student["ground_truth"], None),
     ]
+    if vae is not None:
+        rows += [_row(f"VAE reconstruction ({_clips_note(vae['heldout'])})", vae["heldout"], None),
+                 _row("VAE reconstruction, shuffled audio", vae["shuffled_audio"], None)]
+    return rows + [_row("ground truth", student["ground_truth"], None)]
 
 
 def drift_slopes(metrics: dict, clips: set[str]) -> list[float]:
@@ -116,9 +124,9 @@ def sampling_line(student: dict, teacher: dict) -> str:
             f"({sampling.get('new_frames_per_window')} new).")
 
 
-def comparison_table(student: dict, teacher: dict) -> str:
+def comparison_table(student: dict, teacher: dict, vae: dict | None = None) -> str:
     """The markdown table, the sampling line and the drift line (module docstring)."""
     header = ["", *(title for title, _, _ in QUALITY_COLUMNS), *SPEED_COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in comparison_rows(student, teacher)]
+    lines += ["| " + " | ".join(row) + " |" for row in comparison_rows(student, teacher, vae)]
     return "\n".join(lines + ["", sampling_line(student, teacher), "", drift_line(student, teacher)]) + "\n"

@@ -32,7 +32,10 @@ Steps (folders under RUN; commands run in RUN with relative paths, all recorded 
    regression, CausVid) onto teacher trajectories under audio CFG at its own 2 timesteps, on the block-causal
    chunk layout it streams with (chunk 3, window 6, sink 1; noisy and clean context chunks). One DiT pass per step,
    no CFG at inference. Out: `student/export/student.safetensors` + `student_stream.json`.
-6. `sync_expert`: the shipped sync expert (`metrics/weights/`) when present, else trained here on `data/`'s train
+3c. `evaluate_vae` (`vae_reconstruction.py`): the held-out clips through the `vae_decoder` VAE alone (stream encode
+   and decode), measured like the models -> `eval/vae_metrics.json`: the ceiling the DiTs cannot pass, logged
+   before they train.
+6. `sync_expert` (run before 3c): the shipped sync expert (`metrics/weights/`) when present, else trained here on `data/`'s train
    split (ground truth only, never on generated video).
 7. `bundle`: `bundle/` = student as `dit.safetensors`, the `vae_decoder` VAE, the audio encoder, `bundle.json` (128 x 128,
    the student's stream settings).
@@ -209,6 +212,34 @@ def _evaluate_teacher_step(run: RecipeRun, configs: dict[str, str], expert_path:
     return run.root / "eval" / "teacher_metrics.json"
 
 
+def _evaluate_vae_step(run: RecipeRun, expert_path: Path, limit: int | None, threads: int | None) -> Path:
+    """The VAE ceiling (`vae_reconstruction.py`): the held-out clips encoded and stream-decoded by the VAE the DiTs
+    train on, through the student's instruments -> `eval/vae_metrics.json` (videos in `eval/vae/`)."""
+    from ..metrics.measurements import EVAL_FPS
+    from ..metrics.report import write_json
+    from ..metrics.sync_expert import load_sync_expert
+    from .evaluation import evaluate_generator
+    from .vae_reconstruction import reconstruction_generator
+
+    out, result = run.root / "eval" / "vae", run.root / "eval" / "vae_metrics.json"
+    files = [run.root / DECODING_VAE, run.root / "data/index.json", expert_path]
+    key = sha256_json({"files": [sha256_file(p) for p in files], "limit": limit})
+
+    def action() -> list[Path]:
+        torch.set_num_threads(_threads(1, threads))
+        shutil.rmtree(out, ignore_errors=True)
+        metrics = evaluate_generator(reconstruction_generator(run.root / DECODING_VAE), EVAL_FPS, run.root / "data",
+                                     None, out, load_sync_expert(expert_path), limit)
+        heldout, control = metrics["heldout"], metrics["shuffled_audio"]
+        run.log(f"VAE ceiling: reconstructions Sync-C {heldout.get('sync_c', float('nan')):.2f} (shuffled audio "
+                f"{control.get('sync_c', float('nan')):.2f}), landmark C {heldout.get('landmark_c', float('nan')):.3f}, "
+                f"PSNR {heldout.get('psnr', float('nan')):.1f} dB")
+        return [write_json(result, metrics)]
+
+    run.step("evaluate_vae", key, action)
+    return result
+
+
 def stage_evaluations(run: RecipeRun) -> dict[str, dict]:
     """The last held-out evaluation record of every stage's log (e.g. the audio encoder's phone accuracy)."""
     from ..training.logging_jsonl import read_log
@@ -223,7 +254,7 @@ def stage_evaluations(run: RecipeRun) -> dict[str, dict]:
 
 
 def _manifest(run: RecipeRun, bundle: Path, plan: DataPlan, configs: dict[str, str], metrics: Path,
-              teacher_metrics: Path, expert: Path, command: list[str]) -> Path:
+              teacher_metrics: Path, vae_metrics: Path, expert: Path, command: list[str]) -> Path:
     import json
 
     from .bundle import write_manifest
@@ -246,6 +277,7 @@ def _manifest(run: RecipeRun, bundle: Path, plan: DataPlan, configs: dict[str, s
         "sync_expert": {"path": str(expert), "sha256": sha256_file(expert)},
         "metrics": json.loads(metrics.read_text()),
         "metrics_teacher": json.loads(teacher_metrics.read_text()),
+        "metrics_vae": json.loads(vae_metrics.read_text()),
     }
     return write_manifest(bundle, [run.root / path for path in configs.values()], content)
 
@@ -269,12 +301,13 @@ def run_default_model(out: str | Path, quick: bool = False, jobs: int = 2, eval_
         for future in futures:
             future.result()
     train("vae_decoder", _threads(1, threads))  # fixes the latents (context-bounded encode) the DiTs train on
+    expert = _sync_expert(run, quick)
+    vae_metrics = _evaluate_vae_step(run, expert, eval_limit, threads)
     train("teacher", _threads(1, threads))
     train("student", _threads(1, threads))
-    expert = _sync_expert(run, quick)
     bundle = _bundle_step(run, plan.size)
     metrics = _evaluate_step(run, bundle, expert, eval_limit, threads)
     teacher_metrics = _evaluate_teacher_step(run, configs, expert, quick, eval_limit, threads)
-    manifest = _manifest(run, bundle, plan, configs, metrics, teacher_metrics, expert, command)
+    manifest = _manifest(run, bundle, plan, configs, metrics, teacher_metrics, vae_metrics, expert, command)
     run.log(f"finished: bundle {bundle}, manifest {manifest}")
     return bundle

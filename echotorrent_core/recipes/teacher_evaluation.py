@@ -7,8 +7,8 @@ drift, speed).
 How the teacher is sampled (`teacher_sampling`), read from the run's pinned stage configs:
 - window: the teacher's training sample, `1 + latent_frames` latent frames = `1 + 4 latent_frames` video frames
   (teacher.toml: 6 -> 25 frames, ~1 s); one clean latent opens every window (`motion_frames` 1): the portrait in
-  the first window, as in training, then the last latent of the previous window (the InfiniteTalk hand-over; the
-  teacher never trained on more than one clean frame). Each window adds `4 latent_frames` new frames.
+  the first window, as in training, then the previous window's last decoded frame encoded alone (an image latent,
+  like the portrait latent the teacher trained with; `windowed.py`). Each window adds `4 latent_frames` new frames.
 - guidance: the policy the student was distilled under (student.toml `guidance_*`: audio CFG, s_a 4, 2 passes per
   step) and its trajectories' shift (`teacher_shift`).
 - steps: `steps` Euler steps of Wan's many-step schedule (the recipe: `TEACHER_STEPS`; the student's ODE targets

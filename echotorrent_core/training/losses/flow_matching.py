@@ -32,10 +32,18 @@ def sample_timesteps(
     return (sigma * flow.NUM_TRAIN_TIMESTEPS).float()
 
 
-def masked_mean(values: torch.Tensor, frame_weights: torch.Tensor | None) -> torch.Tensor:
-    """Mean of `values` `[B, C, F, H, W]` weighted per latent frame by `frame_weights` `[B, F]` (None = plain mean).
+def masked_mean(values: torch.Tensor, frame_weights: torch.Tensor | None,
+                cell_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of `values` `[B, C, F, H, W]` weighted per latent frame by `frame_weights` `[B, F]` (None = plain mean)
+    and per latent cell by `cell_weights` `[B, 1, 1, H, W]` (None = uniform; `motion_weights.motion_cell_weights`).
 
-    Equals the plain mean over the frames whose weight is 1 when the weights are 0 / 1; raises when all are 0."""
+    Equals the plain mean over the frames whose weight is 1 when the weights are 0 / 1 and the cell weights are
+    uniform; raises when all frame weights are 0."""
+    if cell_weights is not None:
+        expected = (values.shape[0], 1, 1, values.shape[3], values.shape[4])
+        if tuple(cell_weights.shape) != expected:
+            raise ValueError(f"cell_weights must be {list(expected)}, got {tuple(cell_weights.shape)}")
+        values = values * cell_weights.to(values.device, values.dtype)
     if frame_weights is None:
         return values.mean()
     if frame_weights.shape != (values.shape[0], values.shape[2]):
@@ -54,11 +62,13 @@ def flow_matching_loss(
     x0: torch.Tensor,
     noise: torch.Tensor,
     frame_weights: torch.Tensor | None = None,
+    cell_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Velocity MSE `||v_pred - (eps - x0)||^2` over the weighted frames.
+    """Velocity MSE `||v_pred - (eps - x0)||^2` over the weighted frames (and cells).
 
-    velocity, x0, noise `[B, C, F, H, W]` (the prediction at `x_t = (1 - s) x0 + s eps`); frame_weights `[B, F]`.
-    Returns `(loss, {"flow_mse": ...})`.
+    velocity, x0, noise `[B, C, F, H, W]` (the prediction at `x_t = (1 - s) x0 + s eps`); frame_weights `[B, F]`;
+    cell_weights `[B, 1, 1, H, W]`. Returns `(loss, {"flow_mse": the unweighted-cell MSE})`: the logged MSE stays
+    comparable whatever cell weights train the model.
     """
     if not velocity.shape == x0.shape == noise.shape:
         raise ValueError(
@@ -66,8 +76,10 @@ def flow_matching_loss(
             f"{tuple(noise.shape)}"
         )
     target = noise.float() - x0.float()
-    loss = masked_mean((velocity.float() - target).square(), frame_weights)
-    return loss, {"flow_mse": float(loss.detach())}
+    error = (velocity.float() - target).square()
+    loss = masked_mean(error, frame_weights, cell_weights)
+    plain = loss if cell_weights is None else masked_mean(error.detach(), frame_weights)
+    return loss, {"flow_mse": float(plain.detach())}
 
 
 def x0_regression_loss(

@@ -31,7 +31,8 @@ class TeacherConfig(AvatarDataConfig):
     """preset / dit / audio: the DiT's size (a config preset with DiTConfig and AudioAdapterConfig field overrides;
     the adapter's input layers x width are taken from the data's audio features);
     init: continue from a DiT file instead; shift / timestep_distribution: training timestep sampling;
-    text_dropout / audio_dropout: per-sample probabilities of the null text / null audio (for CFG)."""
+    text_dropout / audio_dropout: per-sample probabilities of the null text / null audio (for CFG);
+    motion_weighting: strength k of the per-cell loss weights `1 + k * motion` (`losses.motion_weights`; 0 = off)."""
 
     preset: str = "tiny"
     dit: dict[str, Any] = field(default_factory=dict)
@@ -41,6 +42,7 @@ class TeacherConfig(AvatarDataConfig):
     timestep_distribution: str = "uniform"
     text_dropout: float = 0.1
     audio_dropout: float = 0.1
+    motion_weighting: float = 0.0
 
 
 @register_stage
@@ -74,7 +76,7 @@ class TeacherStage(Stage):
         noise = torch.randn(latents.shape).to(latents)
         keep_text = keep_mask(size, 1.0 - self.config.text_dropout, latents.device)
         keep_audio = keep_mask(size, 1.0 - self.config.audio_dropout, latents.device)
-        return teacher_loss(self.model, batch, t, noise, keep_text, keep_audio)
+        return teacher_loss(self.model, batch, t, noise, keep_text, keep_audio, self.config.motion_weighting)
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict[str, float]:

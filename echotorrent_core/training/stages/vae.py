@@ -6,7 +6,7 @@ Export measures the per-channel mean / std of the posterior means over the train
 the exported VAE's config (`latents_mean` / `latents_std`), so its latents are normalised as Wan's are (about zero
 mean, unit variance per channel); the DiT stages encode with that file.
 
-Bounded-context decoding (`decode_context_latents = K > 0`, encoder frozen): the window's latents are decoded as a
+Bounded-context decoding (`decode_context_latents = K > 0`, encoder frozen or trained with it): the window's latents are decoded as a
 stream is at inference, latent 0 alone, then chunks of `decode_chunk_latents`, each from a fresh causal cache after
 its K previous latents (`StreamingDecoder(context_latents=K)`), and the export records K in the VAE's config, so
 every streamed decode of that file uses the same bound. A decoder trained on short windows is then never run on a
@@ -50,7 +50,8 @@ class VAEStageConfig:
     `conv2` trained, e.g. on longer windows), so the latent space and its statistics stay exactly `init`'s and
     models trained on its latents stay valid; decode_context_latents / decode_chunk_latents: train (and export)
     bounded-context streaming decoding; encode_context_latents: the bounded encode (None: keep init's);
-    both in the module docstring, both need train_encoder = false."""
+    both in the module docstring; with train_encoder = true both halves train in that streaming layout and the
+    export measures the latent statistics with the bounded encode."""
 
     data: str
     preset: str = "tiny"
@@ -83,9 +84,6 @@ class VAEStageConfig:
         if self.decode_context_latents < 0 or self.decode_chunk_latents < 1:
             raise ValueError(f"expected decode_context_latents >= 0 and decode_chunk_latents >= 1, got "
                              f"{self.decode_context_latents} and {self.decode_chunk_latents}")
-        if (self.decode_context_latents or self.encode_context_latents is not None) and self.train_encoder:
-            raise ValueError("decode_ / encode_context_latents train the decoder for a fixed encoder: set "
-                             "train_encoder = false (and init to the VAE whose encoder it keeps)")
         if self.encode_context_latents is not None and self.encode_context_latents < 0:
             raise ValueError(f"expected encode_context_latents >= 0, got {self.encode_context_latents}")
         if self.crop is not None and (self.crop % 8 or not 0 < self.crop <= self.size):
@@ -141,6 +139,7 @@ class VAEStage(Stage):
         if not config.train_encoder:
             self.vae.encoder.requires_grad_(False)
             self.vae.conv1.requires_grad_(False)
+        if not config.train_encoder or config.decode_context_latents or config.encode_context_latents is not None:
             bounds = {"decode_context_latents": config.decode_context_latents}
             if config.encode_context_latents is not None:
                 bounds["encode_context_latents"] = config.encode_context_latents
