@@ -46,7 +46,7 @@ def check_vae_metrics(run, manifest: dict) -> None:
     vae, student = manifest["metrics_vae"], manifest["metrics"]
     assert vae == json.loads((run / "eval" / "vae_metrics.json").read_text())
     assert vae["heldout"]["clips"] == student["heldout"]["clips"] == 2
-    assert [c["clip"] for c in vae["speed"]["clips"]] == [c["clip"] for c in student["speed"]["clips"]]
+    assert [c["clip"] for c in vae["speed"]["clips"]] == [row["clip"] for row in student["clips"]]
     assert all("error" in row or math.isfinite(row["psnr"]) for row in vae["clips"])
     assert "VAE ceiling: reconstructions Sync-C" in (run / "recipe.log").read_text()
 

@@ -85,13 +85,17 @@ export class StreamPlayer {
     this.refreshRunChoice();
   }
 
-  // The node's id is final only after the graph configured it: (re)bind to its runs when it changes.
+  // The node's id is final only after the graph configured it: (re)bind to its runs when it changes. Runs known
+  // then are joined at the newest, unless `onRunChanged` already chose one of them (a tab whose timer ticks late,
+  // hidden or busy, hears a run start before its first tick): that one keeps playing and the rest follow it live.
   bind() {
     this.boundId = this.nodeId;
     const runs = this.store.runsOf(this.nodeId);
-    for (const run of runs) this.started.add(run);
-    const newest = runs.at(-1);
-    if (newest) this.select(newest, "join");
+    if (!runs.includes(this.run)) {
+      for (const run of runs) this.started.add(run);
+      const newest = runs.at(-1);
+      if (newest) this.select(newest, "join");
+    }
     this.refreshRunChoice();
   }
 

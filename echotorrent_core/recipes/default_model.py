@@ -85,7 +85,7 @@ STAGE_SETS = {
                 "stage.cache_dir=avatar_data"],
     "student": ["stage.data=data", f"stage.vae={DECODING_VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
                 f"stage.teacher={TEACHER}", "stage.cache_dir=avatar_data"],
-    "vae_decoder": ["stage.data=data", f"stage.init={VAE}"],
+    "vae_decoder": ["stage.data=data", f"stage.init={VAE}", "stage.cache_dir=vae_frames"],
 }
 STAGE_INPUTS = {"audio_encoder": ["data/index.json"], "vae": ["data/index.json"],
                 "teacher": ["data/index.json", DECODING_VAE, AUDIO_ENCODER],
