@@ -7,6 +7,7 @@ import torch
 
 from echotorrent_core.training.losses.flow_matching import flow_matching_loss, masked_mean
 from echotorrent_core.training.losses.motion_weights import motion_cell_weights
+from echotorrent_core.training.losses.reconstruction import ReconstructionWeights, motion_weighted_l1, reconstruction_loss
 
 
 def _window_with_a_moving_cell(batch: int = 2) -> torch.Tensor:
@@ -60,3 +61,17 @@ def test_weighted_loss_moves_towards_the_moving_cells_and_logs_the_plain_mse() -
     assert logs["flow_mse"] == pytest.approx(plain_logs["flow_mse"]) == pytest.approx(float(plain))
     uniform, _ = flow_matching_loss(velocity, x0, noise, frames, torch.ones(2, 1, 1, 6, 6))
     assert torch.allclose(uniform, plain)
+
+
+def test_motion_weighted_l1_scores_the_moving_pixels_only() -> None:
+    target = _window_with_a_moving_cell()[:, :3]  # a "video" [B, 3, T, H, W]
+    decoded = target.clone()
+    decoded[:, :, :, 0, 0] += 1.0  # error on a still pixel: not counted
+    assert motion_weighted_l1(decoded, target) == 0
+    decoded[:, :, :, 4, 2] += 0.5  # error on the moving pixel, weighted by 36 (all the motion is there)
+    expected = 36 * 0.5 * (1 / 36)  # mean over pixels of weight x error
+    assert torch.allclose(motion_weighted_l1(decoded, target), torch.tensor(expected))
+    loss, logs = reconstruction_loss(decoded, target, torch.zeros(2, 4, 2, 1, 1), torch.zeros(2, 4, 2, 1, 1),
+                                     ReconstructionWeights(ssim=0.0, high_frequency=0.0, motion_l1=2.0))
+    assert logs["motion_l1"] == pytest.approx(expected)
+    assert float(loss) == pytest.approx(logs["l1"] + 2.0 * expected + 1e-6 * logs["kl"])

@@ -45,7 +45,8 @@ class VAEStageConfig:
     crops of this side (a multiple of 8; the VAE is convolutional, so crops cut the cost by (size / crop)^2;
     evaluation and statistics use whole frames); frames: 1 + 4k per window; window_stride: frames between window
     starts (default: non-overlapping); detector: the face detector of the face-centred crops (data/clips.py);
-    loss weights (l1, ssim, high_frequency, kl, ssim_window); stats_windows: windows measured for the latent
+    loss weights (l1, ssim, high_frequency, kl, ssim_window, motion_l1: the motion-weighted L1 of
+    losses/reconstruction.py); stats_windows: windows measured for the latent
     statistics at export; train_encoder: false = continue `init` with the encoder and `conv1` frozen (decoder +
     `conv2` trained, e.g. on longer windows), so the latent space and its statistics stay exactly `init`'s and
     models trained on its latents stay valid; decode_context_latents / decode_chunk_latents: train (and export)
@@ -70,6 +71,7 @@ class VAEStageConfig:
     high_frequency: float = 0.5
     kl: float = 1e-6
     ssim_window: int = 7
+    motion_l1: float = 0.0
     stats_windows: int = 64
     train_encoder: bool = True
     decode_context_latents: int = 0
@@ -146,7 +148,7 @@ class VAEStage(Stage):
             self.vae.cfg = dataclasses.replace(self.vae.cfg, **bounds)  # what the training encode / decode and
             # the export use
         self.weights = ReconstructionWeights(config.l1, config.ssim, config.high_frequency, config.kl,
-                                             config.ssim_window)
+                                             config.ssim_window, config.motion_l1)
         self.cache_dir = Path(config.cache_dir or Path(trainer_config.out_dir) / "data")
         self._datasets: dict[str, TensorSamples | None] = {}
 
