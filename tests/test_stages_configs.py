@@ -15,7 +15,7 @@ CONFIGS = sorted((Path(training.__file__).parent / "configs").glob("*.toml"))
 
 
 def _stage_name(path: Path) -> str:
-    """The stage whose trainer reads this config (`vae_decoder` is the `vae` stage continued)."""
+    """The stage whose trainer reads this config (`vae_decoder`, `vae_motion`: the `vae` stage continued)."""
     name = path.stem.removesuffix("_quick")
     return STAGE_COMMANDS.get(name, name)
 
@@ -42,6 +42,10 @@ def test_recipe_stages_read_each_others_outputs(suffix: str) -> None:
     decoder = load_config(path, get_stage("vae").Config)
     assert decoder.stage.init == f"{vae.trainer.out_dir}/export/vae.safetensors" and decoder.stage.train_encoder
     assert decoder.stage.data == vae.stage.data
+    motion = load_config(next(p for p in CONFIGS if p.stem == "vae_motion" + suffix), get_stage("vae").Config)
+    assert motion.stage.init == f"{decoder.trainer.out_dir}/export/vae.safetensors" and motion.stage.motion_l1 > 0
+    assert all(getattr(motion.stage, k) == getattr(decoder.stage, k) for k in (
+        "frames", "decode_context_latents", "encode_context_latents", "decode_chunk_latents", "size", "vae"))
     assert teacher.stage.vae == student.stage.vae == f"{vae.trainer.out_dir}/export/vae.safetensors"
     assert student.stage.teacher == f"{teacher.trainer.out_dir}/export/teacher.safetensors"
     assert teacher.stage.data == student.stage.data == vae.stage.data
