@@ -18,11 +18,11 @@ Steps (folders under RUN; commands run in RUN with relative paths, all recorded 
 3b. `vae_decoder` (configs/vae_decoder.toml, `echotorrent train vae`, bounded, encoder and decoder trained): the VAE's
    weights, made context-bounded (each latent encoded after at most 2 latents' frames, from a fresh
    cache: every latent of a long video then looks like those of the 9-frame windows the encoder was trained on),
-   and its decoder trained for the bounded streaming decode (latent 0 alone, then chunks of 3, each after its 2
-   previous latents) on 25-frame windows; the export records both bounds. Why: with the whole causal history
-   neither half of a VAE trained on 9-frame windows is stationary (measured: stream latents drift 46-66% RMS from
-   fresh-window ones, decoded frames fall to 8-9 dB after frame 9; `scripts/vae_long_stream_check.py`). Out:
-   `vae_decoder/export/vae.safetensors`.
+   and encoder and decoder trained together for the bounded streaming decode (latent 0 alone, then chunks of 3,
+   each after its 2 previous latents) on 25-frame windows; the export records both bounds. Why: with the whole
+   causal history neither half of a VAE trained on 9-frame windows is stationary (measured: stream latents drift
+   46-66% RMS from fresh-window ones, decoded frames fall to 8-9 dB after frame 9;
+   `scripts/vae_long_stream_check.py`). Out: `vae_decoder/export/vae.safetensors`.
 3c. `vae_motion` (configs/vae_motion.toml): the `vae_decoder` VAE trained on in the same layout with a
    motion-weighted L1 added (`losses/reconstruction.py`, `motion_l1`: each pixel weighted by its motion over the
    window), so the mouth, a few hundred of 16384 pixels, is not averaged away. Out: `vae_motion/export/
@@ -38,10 +38,10 @@ Steps (folders under RUN; commands run in RUN with relative paths, all recorded 
 3d. `evaluate_vae` (`vae_reconstruction.py`): the held-out clips through the `vae_motion` VAE alone (stream encode
    and decode), measured like the models -> `eval/vae_metrics.json`: the ceiling the DiTs cannot pass, logged
    before they train.
-6. `sync_expert` (run before 3d): the shipped sync expert (`metrics/weights/`) when present, else trained here on `data/`'s train
-   split (ground truth only, never on generated video).
-7. `bundle`: `bundle/` = student as `dit.safetensors`, the `vae_motion` VAE, the audio encoder, `bundle.json` (128 x 128,
-   the student's stream settings).
+6. `sync_expert` (run before 3d): the shipped sync expert (`metrics/weights/`) when present, else trained here on
+   `data/`'s train split (ground truth only, never on generated video).
+7. `bundle`: `bundle/` = student as `dit.safetensors`, the `vae_motion` VAE, the audio encoder, `bundle.json`
+   (128 x 128, the student's stream settings).
 8. `evaluate` (`evaluation.py`): the bundle streams every held-out clip and the drift clips; sync expert and
    landmark sync vs a shuffled-audio control, identity, detail, drift, real-time factor -> `eval/metrics.json`.
    `evaluate_teacher` (`teacher_evaluation.py`): the bidirectional teacher samples the same clips with the
@@ -75,7 +75,7 @@ from .synthtalk_plan import DEFAULT_PLAN, QUICK_PLAN, DataPlan, write_clips
 
 CONFIG_DIR = Path(_training_init).resolve().parent / "configs"
 STAGES = ("audio_encoder", "vae", "vae_decoder", "vae_motion", "teacher", "student")
-STAGE_COMMANDS = {"vae_decoder": "vae", "vae_motion": "vae"}  # stages run by another stage's trainer (with their own config)
+STAGE_COMMANDS = {"vae_decoder": "vae", "vae_motion": "vae"}  # stages run by another stage's trainer (own config)
 VAE = "vae/export/vae.safetensors"
 BOUNDED_VAE = "vae_decoder/export/vae.safetensors"  # context-bounded encode and decode, trained in that layout
 DECODING_VAE = "vae_motion/export/vae.safetensors"  # the same, trained on with the motion-weighted L1
@@ -237,9 +237,10 @@ def _evaluate_vae_step(run: RecipeRun, expert_path: Path, limit: int | None, thr
         metrics = evaluate_generator(reconstruction_generator(run.root / DECODING_VAE), EVAL_FPS, run.root / "data",
                                      None, out, load_sync_expert(expert_path), limit)
         heldout, control = metrics["heldout"], metrics["shuffled_audio"]
-        run.log(f"VAE ceiling: reconstructions Sync-C {heldout.get('sync_c', float('nan')):.2f} (shuffled audio "
-                f"{control.get('sync_c', float('nan')):.2f}), landmark C {heldout.get('landmark_c', float('nan')):.3f}, "
-                f"PSNR {heldout.get('psnr', float('nan')):.1f} dB")
+        value = lambda row, key: row.get(key, float("nan"))
+        run.log(f"VAE ceiling: reconstructions Sync-C {value(heldout, 'sync_c'):.2f} (shuffled audio "
+                f"{value(control, 'sync_c'):.2f}), landmark C {value(heldout, 'landmark_c'):.3f} (shuffled "
+                f"{value(control, 'landmark_c'):.3f}), PSNR {value(heldout, 'psnr'):.1f} dB")
         return [write_json(result, metrics)]
 
     run.step("evaluate_vae", key, action)
