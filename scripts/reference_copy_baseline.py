@@ -21,6 +21,7 @@ import argparse
 import torch
 
 from echotorrent_core.data.cache_dataset import CachedWindows
+from echotorrent_core.training.losses.motion_weights import relative_motion
 
 
 def stacked_latents(cache: str, split: str, frames: int, limit: int) -> torch.Tensor:
@@ -53,7 +54,7 @@ def report(latents: torch.Tensor, maps: list[torch.Tensor]) -> dict[str, float]:
                           for m in maps], dim=2)
     mean = generated.mean(dim=(0, 2, 3, 4), keepdim=True)
     own_mean = generated.mean(dim=2, keepdim=True)
-    motion = (generated - own_mean).abs().mean(dim=(1, 2))  # [N, h, w]
+    motion = relative_motion(latents)  # [N, h, w]
     moving = motion >= motion.flatten(1).quantile(0.9, dim=1)[:, None, None]
     mask = moving[:, None, None].expand_as(generated)
     rows = {}

@@ -19,11 +19,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from echotorrent_core.metrics.measurements import EVAL_FPS  # noqa: E402
 from echotorrent_core.metrics.report import write_json  # noqa: E402
 from echotorrent_core.metrics.sync_expert import SHIPPED_WEIGHTS, load_sync_expert  # noqa: E402
-from echotorrent_core.recipes.evaluation import evaluate_generator  # noqa: E402
-from echotorrent_core.recipes.vae_reconstruction import reconstruction_generator  # noqa: E402
+from echotorrent_core.recipes.vae_reconstruction import evaluate_vae_ceiling  # noqa: E402
 
 KEYS = ("sync_c", "sync_d", "sync_offset", "landmark_c", "landmark_offset", "psnr", "face_found")
 
@@ -37,8 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    metrics = evaluate_generator(reconstruction_generator(args.vae), EVAL_FPS, args.data, None, args.out,
-                                 load_sync_expert(SHIPPED_WEIGHTS), args.limit)
+    metrics = evaluate_vae_ceiling(args.vae, args.data, args.out, load_sync_expert(SHIPPED_WEIGHTS), args.limit)
     write_json(args.out / "vae_metrics.json", metrics)
     rows = {"reconstruction": metrics["heldout"], "shuffled audio": metrics["shuffled_audio"],
             "ground truth": metrics["ground_truth"]}

@@ -221,11 +221,9 @@ def _evaluate_teacher_step(run: RecipeRun, configs: dict[str, str], expert_path:
 def _evaluate_vae_step(run: RecipeRun, expert_path: Path, limit: int | None, threads: int | None) -> Path:
     """The VAE ceiling (`vae_reconstruction.py`): the held-out clips encoded and stream-decoded by the VAE the DiTs
     train on, through the student's instruments -> `eval/vae_metrics.json` (videos in `eval/vae/`)."""
-    from ..metrics.measurements import EVAL_FPS
     from ..metrics.report import write_json
     from ..metrics.sync_expert import load_sync_expert
-    from .evaluation import evaluate_generator
-    from .vae_reconstruction import reconstruction_generator
+    from .vae_reconstruction import evaluate_vae_ceiling
 
     out, result = run.root / "eval" / "vae", run.root / "eval" / "vae_metrics.json"
     files = [run.root / DECODING_VAE, run.root / "data/index.json", expert_path]
@@ -234,8 +232,8 @@ def _evaluate_vae_step(run: RecipeRun, expert_path: Path, limit: int | None, thr
     def action() -> list[Path]:
         torch.set_num_threads(_threads(1, threads))
         shutil.rmtree(out, ignore_errors=True)
-        metrics = evaluate_generator(reconstruction_generator(run.root / DECODING_VAE), EVAL_FPS, run.root / "data",
-                                     None, out, load_sync_expert(expert_path), limit)
+        metrics = evaluate_vae_ceiling(run.root / DECODING_VAE, run.root / "data", out, load_sync_expert(expert_path),
+                                       limit)
         heldout, control = metrics["heldout"], metrics["shuffled_audio"]
         value = lambda row, key: row.get(key, float("nan"))
         run.log(f"VAE ceiling: reconstructions Sync-C {value(heldout, 'sync_c'):.2f} (shuffled audio "

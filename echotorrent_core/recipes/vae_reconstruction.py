@@ -6,8 +6,9 @@ the teacher and student can reach: a reconstruction whose Sync-C sits near the s
 latents lose the mouth and no amount of DiT training recovers it.
 
 The "generator" reads the ground-truth clip (its soundtrack path is the clip's mp4), encodes its frames with
-`StreamingEncoder` (the VAE config's encode bound, as the latent cache does) and decodes them with
-`StreamingDecoder` (the decode bound, as the streaming sampler does) in chunks of `chunk` latents.
+`WanVAE.encode_raw` (the VAE config's encode bound, as the latent cache does; the same latents a `StreamingEncoder`
+gives) and decodes them with `StreamingDecoder` (the decode bound, as the streaming sampler does) in chunks of
+`chunk` latents. `evaluate_vae_ceiling` runs it through `evaluation.evaluate_generator`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import torch
 from ..checkpoints.loaders import load_vae
 from ..media.video_reader import read_video_frames
 from ..media.video_writer import Mp4StreamWriter
-from ..models.vae import StreamingDecoder, StreamingEncoder, WanVAE
+from ..metrics.measurements import EVAL_FPS
+from ..metrics.sync_expert import SyncExpert
+from ..models.vae import StreamingDecoder, WanVAE
 from ..pipeline import GenerationResult
-from .evaluation import Generate
+from .evaluation import Generate, evaluate_generator
 
 
 def reconstruct_frames(vae: WanVAE, frames: torch.Tensor, chunk: int) -> tuple[torch.Tensor, list[float]]:
@@ -34,17 +37,15 @@ def reconstruct_frames(vae: WanVAE, frames: torch.Tensor, chunk: int) -> tuple[t
         raise ValueError(f"a clip needs at least {1 + stride} frames to reconstruct, got {frames.shape[0]}")
     dtype = next(vae.parameters()).dtype
     video = frames[:usable].permute(3, 0, 1, 2)[None].to(dtype) / 127.5 - 1.0
-    encoder, decoder = StreamingEncoder(vae), StreamingDecoder(vae)
+    decoder = StreamingDecoder(vae)
     pieces, seconds = [], []
     with torch.inference_mode():
-        latents = torch.cat([encoder.encode_chunk(video[:, :, :1])] + [
-            encoder.encode_chunk(video[:, :, start : start + stride * chunk])
-            for start in range(1, usable, stride * chunk)], dim=2)
+        latents = vae.encode_raw(video)
         for begin, end in [(0, 1)] + [(s, s + chunk) for s in range(1, latents.shape[2], chunk)]:
             began = time.perf_counter()
-            pieces.append(decoder.decode_chunk(latents[:, :, begin:end]))
+            pieces.append(decoder.decode_chunk_raw(latents[:, :, begin:end]))
             seconds.append(time.perf_counter() - began)
-    decoded = torch.cat(pieces, dim=2)[0].float()
+    decoded = torch.cat(pieces, dim=2)[0].float().clamp(-1.0, 1.0)
     return ((decoded + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 3, 0), seconds
 
 
@@ -64,3 +65,10 @@ def reconstruction_generator(vae_path: str | Path, chunk: int = 3) -> Generate:
         return GenerationResult(Path(out), video.shape[0], len(seconds), tuple(seconds), 0.0, 0)
 
     return generate
+
+
+def evaluate_vae_ceiling(vae_path: str | Path, data: str | Path, out: str | Path, expert: SyncExpert,
+                         limit: int | None = None) -> dict:
+    """The first `limit` held-out clips of `data` (None: all) reconstructed by the VAE into `out/heldout` and
+    measured (`evaluation.evaluate_generator`, no drift clips)."""
+    return evaluate_generator(reconstruction_generator(vae_path), EVAL_FPS, data, None, out, expert, limit)
