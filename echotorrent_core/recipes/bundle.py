@@ -2,8 +2,9 @@
 
 `write_bundle` writes `dit.safetensors` (the student), `vae.safetensors`, `audio_encoder.safetensors` and
 `bundle.json` (the generation defaults `pipeline.bundle_defaults` returns: height, width, fps and the student's
-stream settings, guidance "single"). Files are float32 unless the bundle would exceed `max_bytes`; then the DiT
-and the VAE are stored in float16 (loaders upcast on load). `manifest.json` records how to remake it: commands,
+stream settings, guidance "single"). Files are float32 unless the bundle would exceed `max_bytes` or one file
+`max_file_bytes` (the repository keeps every tracked file under 20 MiB); then the DiT and the VAE are stored in
+float16 (loaders upcast on load). `manifest.json` records how to remake it: commands,
 configs (copied beside it), stage wall times, data seed and clips, metrics, the sha256 of every file, and the
 source and licence of every asset (the SynthTalk sources table, copied as `SOURCES.md`).
 """
@@ -25,24 +26,27 @@ from ..pipeline import BUNDLE_FILES, BUNDLE_SETTINGS_FILE
 from .runner import sha256_file
 
 MAX_BUNDLE_BYTES = 40 * 1024 * 1024
+MAX_FILE_BYTES = 20 * 1024 * 1024
 MANIFEST_FILE = "manifest.json"
 SOURCES = Path(__file__).resolve().parents[1] / "data" / "synthtalk" / "SOURCES.md"
 
 
 def write_bundle(out: Path, dit: Path, vae: Path, audio_encoder: Path, stream: dict, size: int,
-                 max_bytes: int = MAX_BUNDLE_BYTES) -> list[Path]:
+                 max_bytes: int = MAX_BUNDLE_BYTES, max_file_bytes: int = MAX_FILE_BYTES) -> list[Path]:
     """The bundle files in `out` (see the module docstring); raises when even float16 exceeds `max_bytes`."""
     out.mkdir(parents=True, exist_ok=True)
     targets = {name: out / file for name, file in BUNDLE_FILES.items()}
     for name, source in (("dit", dit), ("vae", vae), ("audio_encoder", audio_encoder)):
         shutil.copyfile(source, targets[name])
-    if sum(p.stat().st_size for p in targets.values()) > max_bytes:
+    sizes = [p.stat().st_size for p in targets.values()]
+    if sum(sizes) > max_bytes or max(sizes) > max_file_bytes:
         save_dit(load_dit(dit, dtype=torch.float16)[0], targets["dit"])
         save_vae(load_vae(vae, dtype=torch.float16)[0], targets["vae"])
-    total = sum(p.stat().st_size for p in targets.values())
-    if total > max_bytes:
-        raise ValueError(f"the bundle is {total / 2**20:.1f} MiB even in float16, over the {max_bytes / 2**20:.0f} "
-                         "MiB budget: shrink the stage configs")
+    sizes = [p.stat().st_size for p in targets.values()]
+    if sum(sizes) > max_bytes or max(sizes) > max_file_bytes:
+        raise ValueError(f"the bundle is {sum(sizes) / 2**20:.1f} MiB (largest file {max(sizes) / 2**20:.1f} MiB) "
+                         f"even in float16, over the {max_bytes / 2**20:.0f} MiB budget or the "
+                         f"{max_file_bytes / 2**20:.0f} MiB per file: shrink the stage configs")
     defaults = {"height": size, "width": size, "fps": stream.get("fps", 25.0), "guidance": "single",
                 **{k: v for k, v in stream.items() if k not in ("fps", "seed")}}
     settings = out / BUNDLE_SETTINGS_FILE

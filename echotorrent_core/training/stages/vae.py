@@ -34,6 +34,7 @@ from ..losses.reconstruction import ReconstructionWeights, reconstruction_loss
 from ..registry import register_stage
 from ..stage import Stage
 from .frame_windows import prepare_frame_windows
+from .motion_crops import motion_centred_crops
 from .network_init import initial_network
 from .sample_files import TensorSamples, file_fingerprint, split_samples
 
@@ -46,7 +47,8 @@ class VAEStageConfig:
     evaluation and statistics use whole frames); frames: 1 + 4k per window; window_stride: frames between window
     starts (default: non-overlapping); detector: the face detector of the face-centred crops (data/clips.py);
     loss weights (l1, ssim, high_frequency, kl, ssim_window, motion_l1: the motion-weighted L1 of
-    losses/reconstruction.py); stats_windows: windows measured for the latent
+    losses/reconstruction.py); motion_crop: the share of training crops centred on a pixel drawn by its motion
+    (stages/motion_crops.py; 0 = one uniform crop per batch); stats_windows: windows measured for the latent
     statistics at export; train_encoder: false = continue `init` with the encoder and `conv1` frozen (decoder +
     `conv2` trained, e.g. on longer windows), so the latent space and its statistics stay exactly `init`'s and
     models trained on its latents stay valid; decode_context_latents / decode_chunk_latents: train (and export)
@@ -72,6 +74,7 @@ class VAEStageConfig:
     kl: float = 1e-6
     ssim_window: int = 7
     motion_l1: float = 0.0
+    motion_crop: float = 0.0
     stats_windows: int = 64
     train_encoder: bool = True
     decode_context_latents: int = 0
@@ -90,6 +93,8 @@ class VAEStageConfig:
             raise ValueError(f"expected encode_context_latents >= 0, got {self.encode_context_latents}")
         if self.crop is not None and (self.crop % 8 or not 0 < self.crop <= self.size):
             raise ValueError(f"crop must be a multiple of 8 in (0, size={self.size}], got {self.crop}")
+        if not 0.0 <= self.motion_crop <= 1.0 or (self.motion_crop and self.crop is None):
+            raise ValueError(f"motion_crop must be in [0, 1] and needs crop, got {self.motion_crop} (crop {self.crop})")
 
 
 def pixels(video: torch.Tensor) -> torch.Tensor:
@@ -185,7 +190,10 @@ class VAEStage(Stage):
         return reconstruction_loss(decoded, target, mu, logvar, self.weights)
 
     def generator_loss(self, batch: dict, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        return self._reconstruct(random_crop(batch["video"], self.config.crop), sample=True)
+        config = self.config
+        video = (motion_centred_crops(batch["video"], config.crop, config.motion_crop) if config.motion_crop
+                 else random_crop(batch["video"], config.crop))
+        return self._reconstruct(video, sample=True)
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict[str, float]:
