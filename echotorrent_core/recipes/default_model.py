@@ -179,13 +179,15 @@ def _evaluate_step(run: RecipeRun, bundle: Path, expert_path: Path, limit: int |
 
     def action() -> list[Path]:
         torch.set_num_threads(_threads(1, threads))
+        for videos in ("heldout", "drift"):  # this step's own videos; eval/ also holds the other evaluations
+            shutil.rmtree(out / videos, ignore_errors=True)
         paths = bundle_paths(bundle)
         model = load_bundle(paths["dit"], paths["vae"], paths["audio_encoder"])
         metrics = evaluate_bundle(model, bundle, run.root / "data", run.root / "drift", out,
                                   load_sync_expert(expert_path), limit)
         return [write_json(out / "metrics.json", metrics)]
 
-    run.step("evaluate", key, action, folder="eval")
+    run.step("evaluate", key, action)
     return out / "metrics.json"
 
 
