@@ -39,7 +39,7 @@ from echotorrent_core.cli import DEFAULT_BUNDLE, VAE_DTYPES  # noqa: E402
 from echotorrent_core.pipeline import (  # noqa: E402
     BUNDLE_SETTINGS_FILE, bundle_defaults, bundle_paths, generate_to_file, load_bundle,
 )
-from echotorrent_core.precision import cpu_has_bf16_matrix_units  # noqa: E402
+from echotorrent_core.precision import cpu_has_native_bf16  # noqa: E402
 from echotorrent_core.streaming import StreamSettings  # noqa: E402
 
 CONFIGS = ROOT / "echotorrent_core" / "training" / "configs"
@@ -209,7 +209,7 @@ def table(m: dict, threads: int, note: str) -> str:
                             f"{s.sink_frames}, solver {s.solver}"),
         ("threads", f"{threads} (torch.set_num_threads)"),
         ("weights", f"DiT {str(m['dtypes'][0]).removeprefix('torch.')}, VAE {str(m['dtypes'][1]).removeprefix('torch.')}"
-                    f" (bf16 matrix units on this CPU: {'yes' if cpu_has_bf16_matrix_units() else 'no'})"),
+                    f" (native bf16 on this CPU: {'yes' if cpu_has_native_bf16() else 'no'})"),
         ("model load (excluded below)", f"{m['load_seconds']:.2f} s wall, {m['load_cpu']:.2f} s CPU"),
         ("first-chunk latency", f"{m['first_chunk']:.3f} s wall ({m['first_chunk_cpu']:.3f} s CPU): inputs, audio "
                                 "encoding, portrait encoding, decoder warm-up, chunk 1, mp4 write"),

@@ -81,7 +81,7 @@ def load_bundle(
 ) -> ModelBundle:
     """Load the DiT (plus an optional MultiTalk/InfiniteTalk audio-adapter file) in `dtype` and the VAE in
     `vae_dtype` (else `dtype`; defaults in `precision.py`: bf16 on CUDA, fp32 on the CPU but a bf16 VAE on CPUs with
-    bf16 matrix units), and the audio encoder in fp32."""
+    native bf16, `precision.cpu_has_native_bf16`), and the audio encoder in fp32."""
     device = torch.device(device)
     vae_dtype = vae_dtype or dtype or default_vae_dtype(device)
     dit, dit_report = load_dit(dit_path, dtype=dtype or default_dit_dtype(device), device=device,

@@ -1,5 +1,5 @@
-"""Default weight dtypes (`echotorrent_core.precision`): a bf16 VAE on CPUs with bf16 matrix units, fp32 otherwise,
-and a bf16 streamed decode that matches the fp32 one."""
+"""Default weight dtypes (`echotorrent_core.precision`): a bf16 VAE on CPUs with native bf16 (AMX or AVX512-BF16),
+fp32 otherwise, and a bf16 streamed decode that matches the fp32 one."""
 
 from __future__ import annotations
 
@@ -26,14 +26,14 @@ def _dtypes(bundle) -> tuple[torch.dtype, torch.dtype, torch.dtype]:
 
 @pytest.mark.parametrize(("units", "vae"), [(True, torch.bfloat16), (False, torch.float32)])
 def test_auto_vae_dtype_follows_the_cpu(bundle_dir: Path, monkeypatch, units: bool, vae: torch.dtype):
-    monkeypatch.setattr(precision, "cpu_has_bf16_matrix_units", lambda: units)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: units)
     paths = bundle_paths(bundle_dir)
     assert _dtypes(load_bundle(paths["dit"], paths["vae"], paths["audio_encoder"])) == (torch.float32, vae,
                                                                                         torch.float32)
 
 
 def test_an_explicit_dtype_wins(bundle_dir: Path, monkeypatch):
-    monkeypatch.setattr(precision, "cpu_has_bf16_matrix_units", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     paths = bundle_paths(bundle_dir)
     fp32 = load_bundle(paths["dit"], paths["vae"], paths["audio_encoder"], dtype=torch.float32)
     assert _dtypes(fp32) == (torch.float32,) * 3

@@ -37,6 +37,7 @@ from .frame_windows import prepare_frame_windows
 from .motion_crops import motion_centred_crops
 from .network_init import initial_network
 from .sample_files import TensorSamples, file_fingerprint, split_samples
+from .vae_inflation import inflate_image_vae
 
 
 @dataclass
@@ -54,7 +55,11 @@ class VAEStageConfig:
     models trained on its latents stay valid; decode_context_latents / decode_chunk_latents: train (and export)
     bounded-context streaming decoding; encode_context_latents: the bounded encode (None: keep init's);
     both in the module docstring; with train_encoder = true both halves train in that streaming layout and the
-    export measures the latent statistics with the bounded encode."""
+    export measures the latent statistics with the bounded encode; inflate_init: `init` is an image VAE (trained
+    with frames = 1) and starts as a per-frame video VAE (stages/vae_inflation.py); initial_log_variance: a fresh
+    VAE's posterior log-variance starts at this value (the logvar half of `conv1`'s bias; None: the random
+    initialisation's, near 0 = std 1, which at kl = 1e-6 training unlearns only slowly while the sampled noise
+    blurs what the decoder learns)."""
 
     data: str
     preset: str = "tiny"
@@ -80,10 +85,16 @@ class VAEStageConfig:
     decode_context_latents: int = 0
     decode_chunk_latents: int = 3
     encode_context_latents: int | None = None
+    inflate_init: bool = False
+    initial_log_variance: float | None = None
 
     def __post_init__(self) -> None:
         if self.frames < 1 or (self.frames - 1) % 4:
             raise ValueError(f"frames must be 1 + 4k (the causal layout), got {self.frames}")
+        if self.initial_log_variance is not None and self.init:
+            raise ValueError("initial_log_variance starts a fresh VAE: it cannot apply to init")
+        if self.inflate_init and not self.init:
+            raise ValueError("inflate_init = true inflates the image VAE of init: set init to its file")
         if not self.train_encoder and not self.init:
             raise ValueError("train_encoder = false continues a trained VAE: set init to its file")
         if self.decode_context_latents < 0 or self.decode_chunk_latents < 1:
@@ -143,6 +154,11 @@ class VAEStage(Stage):
             config.init, lambda path: load_vae(path, dtype=torch.float32)[0],
             lambda: WanVAE(VAEConfig.from_dict(get_preset(config.preset).vae.to_dict() | config.vae)),
             trainer_config.seed)
+        if config.inflate_init:
+            inflate_image_vae(self.vae)
+        if config.initial_log_variance is not None:
+            with torch.no_grad():
+                self.vae.conv1.bias[self.vae.cfg.z_dim :] = config.initial_log_variance
         if not config.train_encoder:
             self.vae.encoder.requires_grad_(False)
             self.vae.conv1.requires_grad_(False)
