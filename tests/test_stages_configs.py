@@ -15,7 +15,7 @@ CONFIGS = sorted((Path(training.__file__).parent / "configs").glob("*.toml"))
 
 
 def _stage_name(path: Path) -> str:
-    """The stage whose trainer reads this config (`vae_decoder`, `vae_motion`: the `vae` stage continued)."""
+    """The stage whose trainer reads this config (`vae_video`: the `vae` stage continued)."""
     name = path.stem.removesuffix("_quick")
     return STAGE_COMMANDS.get(name, name)
 
@@ -38,14 +38,12 @@ def test_recipe_stages_read_each_others_outputs(suffix: str) -> None:
         return load_config(path, get_stage(name).Config)
 
     vae, teacher, student = load("vae"), load("teacher"), load("student")
-    path = next(p for p in CONFIGS if p.stem == "vae_decoder" + suffix)
-    decoder = load_config(path, get_stage("vae").Config)
-    assert decoder.stage.init == f"{vae.trainer.out_dir}/export/vae.safetensors" and decoder.stage.train_encoder
-    assert decoder.stage.data == vae.stage.data
-    motion = load_config(next(p for p in CONFIGS if p.stem == "vae_motion" + suffix), get_stage("vae").Config)
-    assert motion.stage.init == f"{decoder.trainer.out_dir}/export/vae.safetensors" and motion.stage.motion_l1 > 0
-    assert all(getattr(motion.stage, k) == getattr(decoder.stage, k) for k in (
-        "frames", "decode_context_latents", "encode_context_latents", "decode_chunk_latents", "size", "vae"))
+    video = load_config(next(p for p in CONFIGS if p.stem == "vae_video" + suffix), get_stage("vae").Config)
+    assert vae.stage.frames == 1 and vae.stage.initial_log_variance is not None  # the image path first
+    assert video.stage.init == f"{vae.trainer.out_dir}/export/vae.safetensors" and video.stage.inflate_init
+    assert video.stage.train_encoder and video.stage.motion_l1 > 0 and video.stage.data == vae.stage.data
+    assert video.stage.encode_context_latents and video.stage.decode_context_latents  # the bounded stream layout
+    assert video.stage.vae == vae.stage.vae and video.stage.size == vae.stage.size
     assert teacher.stage.vae == student.stage.vae == f"{vae.trainer.out_dir}/export/vae.safetensors"
     assert student.stage.teacher == f"{teacher.trainer.out_dir}/export/teacher.safetensors"
     assert teacher.stage.data == student.stage.data == vae.stage.data

@@ -13,34 +13,32 @@ Steps (folders under RUN; commands run in RUN with relative paths, all recorded 
    voices, with gain / noise augmentation. In: `data/` audio + phone_segments. Out:
    `audio_encoder/export/audio_encoder.safetensors`; held-out phone accuracy vs the majority class in its log.
 3. `vae` (configs/vae.toml), in parallel with 2 when `--jobs` >= 2: a small Wan-layout causal VAE (z 16, 8x
-   spatial / 4x temporal) trained with L1 + SSIM + Laplacian detail + KL on face-centred 128 px windows (64 px
-   random crops); export measures the latent mean / std. Out: `vae/export/vae.safetensors`.
-3b. `vae_decoder` (configs/vae_decoder.toml, `echotorrent train vae`, bounded, encoder and decoder trained): the VAE's
-   weights, made context-bounded (each latent encoded after at most 2 latents' frames, from a fresh
-   cache: every latent of a long video then looks like those of the 9-frame windows the encoder was trained on),
-   and encoder and decoder trained together for the bounded streaming decode (latent 0 alone, then chunks of 3,
-   each after its 2 previous latents) on 25-frame windows; the export records both bounds. Why: with the whole
-   causal history neither half of a VAE trained on 9-frame windows is stationary (measured: stream latents drift
-   46-66% RMS from fresh-window ones, decoded frames fall to 8-9 dB after frame 9;
-   `scripts/vae_long_stream_check.py`). Out: `vae_decoder/export/vae.safetensors`.
-3c. `vae_motion` (configs/vae_motion.toml): the `vae_decoder` VAE trained on in the same layout with a
-   motion-weighted L1 added (`losses/reconstruction.py`, `motion_l1`: each pixel weighted by its motion over the
-   window), so the mouth, a few hundred of 16384 pixels, is not averaged away. Out: `vae_motion/export/
-   vae.safetensors`: the VAE the DiTs train on, the bundle ships and every evaluation decodes with.
+   spatial / 4x temporal) pretrained on single whole 128 px frames (its image path: the portrait's encoding every
+   generated frame is conditioned on) with L1 + SSIM + Laplacian detail + KL, the posterior std started small
+   (`initial_log_variance`). Out: `vae/export/vae.safetensors`.
+3b. `vae_video` (configs/vae_video.toml, `echotorrent train vae`): that VAE inflated into a video VAE (`inflate_init`:
+   it starts as the per-frame image VAE) and trained, encoder and decoder, on whole 128 px 25-frame windows in the
+   bounded streaming layout (each latent encoded after at most 2 latents' frames; latent 0 alone, then chunks of 3
+   decoded after their 2 previous latents) with a motion-weighted L1 (`losses/reconstruction.py`, `motion_l1`) so
+   the mouth, a few hundred of 16384 pixels, is not averaged away; the export records both bounds. Why bounded:
+   with the whole causal history neither half of a VAE trained on short windows is stationary (measured: stream
+   latents drift 46-66% RMS from fresh-window ones, decoded frames fall to 8-9 dB after frame 9;
+   `scripts/vae_long_stream_check.py`). Out: `vae_video/export/vae.safetensors`: the VAE the DiTs train on, the
+   bundle ships and every evaluation decodes with.
 4. `teacher` (configs/teacher.toml): a bidirectional audio-conditioned Wan DiT (dim 192 x 6 blocks) trained by flow
    matching on the streaming layout (portrait latent clean at t = 0, 6 latent frames), text / audio dropout for
-   CFG. In: the cache of `vae_motion` latents + audio features of `data/` (built once into `avatar_data/`). Out:
+   CFG. In: the cache of `vae_video` latents + audio features of `data/` (built once into `avatar_data/`). Out:
    `teacher/export/teacher.safetensors`.
 5. `student` (configs/student.toml): the causal few-step student, initialised from the teacher, regressed (ODE
    regression, CausVid) onto teacher trajectories under audio CFG at its own 2 timesteps, on the block-causal
    chunk layout it streams with (chunk 3, window 6, sink 1; noisy and clean context chunks). One DiT pass per step,
    no CFG at inference. Out: `student/export/student.safetensors` + `student_stream.json`.
-3d. `evaluate_vae` (`vae_reconstruction.py`): the held-out clips through the `vae_motion` VAE alone (stream encode
+3d. `evaluate_vae` (`vae_reconstruction.py`): the held-out clips through the `vae_video` VAE alone (stream encode
    and decode), measured like the models -> `eval/vae_metrics.json`: the ceiling the DiTs cannot pass, logged
    before they train.
 6. `sync_expert` (run before 3d): the shipped sync expert (`metrics/weights/`) when present, else trained here on
    `data/`'s train split (ground truth only, never on generated video).
-7. `bundle`: `bundle/` = student as `dit.safetensors`, the `vae_motion` VAE, the audio encoder, `bundle.json`
+7. `bundle`: `bundle/` = student as `dit.safetensors`, the `vae_video` VAE, the audio encoder, `bundle.json`
    (128 x 128, the student's stream settings).
 8. `evaluate` (`evaluation.py`): the bundle streams every held-out clip and the drift clips; sync expert and
    landmark sync vs a shuffled-audio control, identity, detail, drift, real-time factor -> `eval/metrics.json`.
@@ -74,29 +72,26 @@ from .runner import RecipeRun, sha256_file, sha256_json
 from .synthtalk_plan import DEFAULT_PLAN, QUICK_PLAN, DataPlan, write_clips
 
 CONFIG_DIR = Path(_training_init).resolve().parent / "configs"
-STAGES = ("audio_encoder", "vae", "vae_decoder", "vae_motion", "teacher", "student")
-STAGE_COMMANDS = {"vae_decoder": "vae", "vae_motion": "vae"}  # stages run by another stage's trainer (own config)
-VAE = "vae/export/vae.safetensors"
-BOUNDED_VAE = "vae_decoder/export/vae.safetensors"  # context-bounded encode and decode, trained in that layout
-DECODING_VAE = "vae_motion/export/vae.safetensors"  # the same, trained on with the motion-weighted L1
+STAGES = ("audio_encoder", "vae", "vae_video", "teacher", "student")
+STAGE_COMMANDS = {"vae_video": "vae"}  # stages run by another stage's trainer (own config)
+IMAGE_VAE = "vae/export/vae.safetensors"  # pretrained on single frames
+DECODING_VAE = "vae_video/export/vae.safetensors"  # inflated, context-bounded, trained in the streaming layout
 AUDIO_ENCODER = "audio_encoder/export/audio_encoder.safetensors"
 TEACHER = "teacher/export/teacher.safetensors"
 STUDENT = "student/export/student.safetensors"
 STAGE_SETS = {
     "audio_encoder": ["stage.data=data"],
-    "vae": ["stage.data=data"],
+    "vae": ["stage.data=data", "stage.cache_dir=vae_image_frames"],
     "teacher": ["stage.data=data", f"stage.vae={DECODING_VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
                 "stage.cache_dir=avatar_data"],
     "student": ["stage.data=data", f"stage.vae={DECODING_VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
                 f"stage.teacher={TEACHER}", "stage.cache_dir=avatar_data"],
-    "vae_decoder": ["stage.data=data", f"stage.init={VAE}", "stage.cache_dir=vae_frames"],
-    "vae_motion": ["stage.data=data", f"stage.init={BOUNDED_VAE}", "stage.cache_dir=vae_frames"],
+    "vae_video": ["stage.data=data", f"stage.init={IMAGE_VAE}", "stage.cache_dir=vae_frames"],
 }
 STAGE_INPUTS = {"audio_encoder": ["data/index.json"], "vae": ["data/index.json"],
                 "teacher": ["data/index.json", DECODING_VAE, AUDIO_ENCODER],
                 "student": ["data/index.json", DECODING_VAE, AUDIO_ENCODER, TEACHER],
-                "vae_decoder": ["data/index.json", VAE],
-                "vae_motion": ["data/index.json", BOUNDED_VAE]}
+                "vae_video": ["data/index.json", IMAGE_VAE]}
 QUICK_SYNC_STEPS = 20
 
 
@@ -197,8 +192,13 @@ def _evaluate_teacher_step(run: RecipeRun, configs: dict[str, str], expert_path:
     videos in `eval/teacher/`, metrics in `eval/teacher_metrics.json`."""
     from ..metrics.report import write_json
     from ..metrics.sync_expert import load_sync_expert
-    from .teacher_evaluation import QUICK_TEACHER_STEPS, TEACHER_DRIFT_CLIPS, TEACHER_STEPS, evaluate_teacher, \
-        teacher_sampling
+    from .teacher_evaluation import (
+        QUICK_TEACHER_STEPS,
+        TEACHER_DRIFT_CLIPS,
+        TEACHER_STEPS,
+        evaluate_teacher,
+        teacher_sampling,
+    )
 
     out = run.root / "eval" / "teacher"
     sampling = teacher_sampling(run.root / configs["teacher"], run.root / configs["student"],
@@ -307,8 +307,7 @@ def run_default_model(out: str | Path, quick: bool = False, jobs: int = 2, eval_
         futures = [pool.submit(train, stage, _threads(parallel, threads)) for stage in ("audio_encoder", "vae")]
         for future in futures:
             future.result()
-    train("vae_decoder", _threads(1, threads))
-    train("vae_motion", _threads(1, threads))  # fixes the latents (context-bounded encode) the DiTs train on
+    train("vae_video", _threads(1, threads))  # fixes the latents (context-bounded encode) the DiTs train on
     expert = _sync_expert(run, quick)
     vae_metrics = _evaluate_vae_step(run, expert, eval_limit, threads)
     train("teacher", _threads(1, threads))

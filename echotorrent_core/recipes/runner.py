@@ -93,10 +93,11 @@ class RecipeRun:
             self.log(f"skip {name}: finished {record['finished']} in {record['seconds']:.0f} s (same config)")
             return record
         attempt = self.state()["attempts"].get(name)
-        if attempt is not None and attempt["key"] != key and folder and (self.root / folder).exists():
-            stale = self._stale_name(folder)
-            (self.root / folder).rename(stale)
-            self.log(f"{name}: its config changed; moved the old {folder}/ to {stale.name}/ (not resumed)")
+        if attempt is not None and attempt["key"] != key:  # another config: its time is not this step's
+            if folder and (self.root / folder).exists():
+                stale = self._stale_name(folder)
+                (self.root / folder).rename(stale)
+                self.log(f"{name}: its config changed; moved the old {folder}/ to {stale.name}/ (not resumed)")
             attempt = None
         before = attempt["seconds"] if attempt is not None else 0.0
         self._update(lambda s: s["attempts"].__setitem__(name, {"key": key, "seconds": before}))
