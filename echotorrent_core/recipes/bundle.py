@@ -78,7 +78,8 @@ def machine() -> dict:
 def write_manifest(out: Path, configs: list[Path], content: dict) -> Path:
     """`out/manifest.json` with `content` plus the files' sha256 / bytes / dtype, the configs copied into
     `out/configs/`, the assets table and the machine; `SOURCES.md` copied beside it."""
-    (out / "configs").mkdir(exist_ok=True)
+    shutil.rmtree(out / "configs", ignore_errors=True)  # only this run's configs (a stage may have been replaced)
+    (out / "configs").mkdir()
     for config in configs:
         shutil.copyfile(config, out / "configs" / config.name)
     shutil.copyfile(SOURCES, out / "SOURCES.md")
