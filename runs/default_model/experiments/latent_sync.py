@@ -64,8 +64,7 @@ noise[:, :, 0] = 0.0
 def velocity(model, x_t, t, batch_audio):
     batch = {"latents": z, "audio": batch_audio}
     cond = conditioning(model, batch, range(1 + LATENTS))
-    return model(x_t, reference_frame_timesteps(torch.full((COUNT,), float(t)), 1 + LATENTS), cond,
-                 attention=Bidirectional())
+    return model(x_t, frame_t(t), cond, attention=Bidirectional())
 
 
 def guided(model, x_t, t, batch_audio, scale):
