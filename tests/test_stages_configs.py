@@ -44,10 +44,19 @@ def test_recipe_stages_read_each_others_outputs(suffix: str) -> None:
     assert video.stage.train_encoder and video.stage.motion_l1 > 0 and video.stage.data == vae.stage.data
     assert video.stage.encode_context_latents and video.stage.decode_context_latents  # the bounded stream layout
     assert video.stage.vae == vae.stage.vae and video.stage.size == vae.stage.size
-    assert teacher.stage.vae == student.stage.vae == f"{vae.trainer.out_dir}/export/vae.safetensors"
+    streaming_vae = f"{video.trainer.out_dir}/export/vae.safetensors"  # the bounded video VAE, not the image one
+    assert teacher.stage.vae == student.stage.vae == streaming_vae
     assert student.stage.teacher == f"{teacher.trainer.out_dir}/export/teacher.safetensors"
     assert teacher.stage.data == student.stage.data == vae.stage.data
     assert teacher.stage.size == student.stage.size == vae.stage.size
     assert teacher.stage.cache_dir == student.stage.cache_dir is not None  # one preprocessing cache for both
     assert (teacher.stage.latent_frames, teacher.stage.window_stride) == (student.stage.latent_frames,
                                                                           student.stage.window_stride)
+
+
+@pytest.mark.parametrize("suffix", ["", "_quick"])
+@pytest.mark.parametrize("name", ["acc_dmd", "refiner"])
+def test_later_stages_default_to_the_streaming_vae(name: str, suffix: str) -> None:
+    video = load_config(next(p for p in CONFIGS if p.stem == "vae_video" + suffix), get_stage("vae").Config)
+    config = load_config(next(p for p in CONFIGS if p.stem == name + suffix), get_stage(name).Config)
+    assert config.stage.vae == f"{video.trainer.out_dir}/export/vae.safetensors"
