@@ -181,8 +181,9 @@ def test_sdedit_rollout_starts_from_the_noised_latents_and_runs_the_remaining_st
 def test_refiner_recipes_read_the_vae_and_student_exports():
     for suffix in ("", "_quick"):
         load = lambda name: load_config(next(p for p in CONFIGS if p.stem == name + suffix), get_stage(name).Config)
-        vae, student, refiner = load("vae"), load("student"), load("refiner")
-        assert refiner.stage.vae == student.stage.vae == f"{vae.trainer.out_dir}/export/vae.safetensors"
+        video = load_config(next(p for p in CONFIGS if p.stem == "vae_video" + suffix), get_stage("vae").Config)
+        student, refiner = load("student"), load("refiner")
+        assert refiner.stage.vae == student.stage.vae == f"{video.trainer.out_dir}/export/vae.safetensors"
         assert refiner.stage.student == f"{student.trainer.out_dir}/export/student.safetensors"
         assert refiner.stage.data == student.stage.data and refiner.stage.size == student.stage.size
         assert refiner.stage.latent_frames % student.stage.chunk_frames == 0
