@@ -15,6 +15,7 @@ from torch import nn
 
 from ...checkpoints.loaders import save_dit
 from ...models.dit import WanDiT
+from ..losses.cell_map import load_cell_map, map_cell_weights
 from ..losses.flow_matching import sample_timesteps
 from ..registry import register_stage
 from ..stage import Stage
@@ -32,7 +33,9 @@ class TeacherConfig(AvatarDataConfig):
     the adapter's input layers x width are taken from the data's audio features);
     init: continue from a DiT file instead; shift / timestep_distribution: training timestep sampling;
     text_dropout / audio_dropout: per-sample probabilities of the null text / null audio (for CFG);
-    motion_weighting: strength k of the per-cell loss weights `1 + k * motion` (`losses.motion_weights`; 0 = off)."""
+    motion_weighting: strength k of the per-cell loss weights `1 + k * motion` (`losses.motion_weights`; 0 = off);
+    loss_map / loss_map_weighting: a fixed cell weight map file and its strength m, weights `1 + m * map / mean(map)`
+    (`losses.cell_map`; None / 0 = off), multiplied with the motion weights."""
 
     preset: str = "tiny"
     dit: dict[str, Any] = field(default_factory=dict)
@@ -43,6 +46,8 @@ class TeacherConfig(AvatarDataConfig):
     text_dropout: float = 0.1
     audio_dropout: float = 0.1
     motion_weighting: float = 0.0
+    loss_map: str | None = None
+    loss_map_weighting: float = 0.0
 
 
 @register_stage
@@ -59,6 +64,10 @@ class TeacherStage(Stage):
             cfg = dit_config(config.preset, config.dit, config.audio)
             cfg = match_audio_features(cfg, self.samples.dataset("train")[0])
         self.model = build_dit(config.init, cfg, trainer_config.seed)
+        self.map_weights = None
+        if config.loss_map and config.loss_map_weighting:
+            weights = map_cell_weights(load_cell_map(config.loss_map), config.loss_map_weighting)
+            self.map_weights = weights.to(self.device)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"generator": self.model}
@@ -76,12 +85,14 @@ class TeacherStage(Stage):
         noise = torch.randn(latents.shape).to(latents)
         keep_text = keep_mask(size, 1.0 - self.config.text_dropout, latents.device)
         keep_audio = keep_mask(size, 1.0 - self.config.audio_dropout, latents.device)
-        return teacher_loss(self.model, batch, t, noise, keep_text, keep_audio, self.config.motion_weighting)
+        return teacher_loss(self.model, batch, t, noise, keep_text, keep_audio, self.config.motion_weighting,
+                            self.map_weights)
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict[str, float]:
         """Held-out flow MSE at fixed timesteps and fixed noise (comparable across steps), with the audio and with
-        the null audio: `audio_gain_tT` = MSE without audio / MSE with it (1.0: the teacher ignores the speech)."""
+        the null audio: `audio_gain_tT` = MSE without audio / MSE with it (1.0: the teacher ignores the speech);
+        with a loss map both also on the map-weighted MSE (`map_flow_mse_tT`, `map_audio_gain_tT`)."""
         heldout = self.dataset("heldout")
         if heldout is None:
             return {}
@@ -90,13 +101,19 @@ class TeacherStage(Stage):
         count = min(len(heldout), 8)
         batch = {k: torch.stack([heldout[i][k] for i in range(count)]).to(self.device) for k in heldout[0]}
         noise = torch.randn(batch["latents"].shape, generator=generator).to(self.device)
+        silence = torch.zeros(count, dtype=torch.bool, device=self.device)
         for t_value in EVAL_TIMESTEPS:
             t = torch.full((count,), t_value)
             loss, _ = teacher_loss(self.model, batch, t, noise)
-            silent, _ = teacher_loss(self.model, batch, t, noise, keep_audio=torch.zeros(count, dtype=torch.bool,
-                                                                                        device=self.device))
+            silent, _ = teacher_loss(self.model, batch, t, noise, keep_audio=silence)
             logs[f"flow_mse_t{int(t_value)}"] = float(loss)
             logs[f"audio_gain_t{int(t_value)}"] = float(silent / loss)
+            if self.map_weights is not None:
+                mapped, _ = teacher_loss(self.model, batch, t, noise, map_weights=self.map_weights)
+                mapped_silent, _ = teacher_loss(self.model, batch, t, noise, keep_audio=silence,
+                                                map_weights=self.map_weights)
+                logs[f"map_flow_mse_t{int(t_value)}"] = float(mapped)
+                logs[f"map_audio_gain_t{int(t_value)}"] = float(mapped_silent / mapped)
         return logs
 
     def export(self, out_dir: Path) -> list[Path]:

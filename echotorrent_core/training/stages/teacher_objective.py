@@ -3,8 +3,10 @@
 Per sample: one timestep `t` for the generated frames 1..F and `t = 0` on frame 0, the clean portrait latent, as the
 streaming sampler's sink and the windowed sampler's first window hold it; `x_t = (1 - s) x0 + s eps` (frame 0 stays
 exactly clean), bidirectional attention, velocity target `eps - x0`, loss on the generated frames only. Text and
-audio are dropped independently per sample (empty text / all-zero audio features: the null conditions of CFG). With `motion_weighting = k > 0` each latent cell's loss is weighted by `1 + k * its motion` (mean 1,
-`losses.motion_weights`), so the few cells of the mouth count; the logged `flow_mse` stays unweighted.
+audio are dropped independently per sample (empty text / all-zero audio features: the null conditions of CFG).
+With `motion_weighting = k > 0` each latent cell's loss is weighted by `1 + k * its motion` (mean 1,
+`losses.motion_weights`), so the few cells of the mouth count; a fixed map (`loss_map`, `losses.cell_map`)
+multiplies them; the logged `flow_mse` stays unweighted.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 
 from ... import flow
 from ...models.attention import Bidirectional
+from ..losses.cell_map import combine_cell_weights
 from ..losses.flow_matching import flow_matching_loss
 from ..losses.motion_weights import motion_cell_weights
 from .avatar_batch import conditioning
@@ -40,12 +43,14 @@ def teacher_loss(
     keep_text: torch.Tensor | None = None,
     keep_audio: torch.Tensor | None = None,
     motion_weighting: float = 0.0,
+    map_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Flow-matching loss of one batch.
 
     batch `latents` `[B, C, 1 + F, h, w]` (+ `audio`, `text`, see avatar_batch); t_generated `[B]` Wan timesteps of the
-    generated frames; noise like the latents; keep_text / keep_audio `[B]` bool (None = keep); motion_weighting: strength of the per-cell
-    motion weights (0 = uniform). Returns `(loss, logs)`.
+    generated frames; noise like the latents; keep_text / keep_audio `[B]` bool (None = keep); motion_weighting:
+    strength of the per-cell motion weights (0 = uniform); map_weights `[1, 1, 1, h, w]` fixed cell weights
+    (`losses.cell_map`, None = none), multiplied with the motion weights. Returns `(loss, logs)`.
     """
     x0 = batch["latents"]
     size, frames = x0.shape[0], x0.shape[2]
@@ -55,6 +60,7 @@ def teacher_loss(
     x_t = flow.add_noise(x0, noise, t)
     cond = conditioning(model, batch, range(frames), keep_text, keep_audio)
     velocity = model(x_t, t, cond, attention=Bidirectional())
-    cells = motion_cell_weights(x0, motion_weighting) if motion_weighting else None
+    motion = motion_cell_weights(x0, motion_weighting) if motion_weighting else None
+    cells = combine_cell_weights(motion, None if map_weights is None else map_weights.expand(size, -1, -1, -1, -1))
     loss, logs = flow_matching_loss(velocity, x0, noise, generated_frame_weights(size, frames, x0.device), cells)
     return loss, logs | {"t_mean": float(t_generated.float().mean())}
