@@ -8,6 +8,7 @@ import json
 import math
 
 from echotorrent_core.cli import main
+from echotorrent_core.data.cache_dataset import CachedWindows
 from echotorrent_core.data.clip_folder import scan_clip_folder
 from echotorrent_core.media import read_video_frames
 from echotorrent_core.pipeline import bundle_defaults, bundle_paths, generate_to_file, load_bundle
@@ -16,6 +17,7 @@ from echotorrent_core.recipes.default_model import STAGES
 from echotorrent_core.recipes.evaluation import bundle_settings
 from echotorrent_core.recipes.runner import RecipeRun
 from echotorrent_core.recipes.teacher_evaluation import QUICK_TEACHER_STEPS
+from echotorrent_core.training.losses.cell_map import load_cell_map
 from scripts.default_model_table import main as print_table
 
 
@@ -66,6 +68,10 @@ def test_quick_recipe_trains_a_bundle_that_streams_and_resumes(tmp_path, capsys)
     assert manifest["metrics"]["heldout"]["clips"] == 2 and "worst_real_time_factor" in manifest["metrics"]["speed"]
     check_teacher_metrics(run, manifest, capsys)
     check_vae_metrics(run, manifest)
+    teacher_command = next(stage["command"] for stage in manifest["stages"] if stage["name"] == "teacher")
+    assert "--set=stage.loss_map=mouth_map/mouth_map.safetensors" in teacher_command
+    latents = CachedWindows(run / "avatar_data" / "avatar_cache", split="train")[0]["latents"]
+    assert load_cell_map(run / "mouth_map" / "mouth_map.safetensors").shape == latents.shape[-2:]
 
     defaults = bundle_defaults(bundle)
     assert (defaults["height"], defaults["steps"], defaults["guidance"]) == (64, 2, "single")
@@ -82,7 +88,7 @@ def test_quick_recipe_trains_a_bundle_that_streams_and_resumes(tmp_path, capsys)
     assert main(["recipe", "default-model", "--out", str(run), "--quick", "--jobs", "1", "--threads", "1"]) == 0
     rerun = (run / "recipe.log").read_text()[len(log_before):]
     assert all(f"skip {name}:" in rerun for name in ("data", "drift", *STAGES, "bundle", "evaluate", "evaluate_teacher",
-                                                      "evaluate_vae"))
+                                                      "evaluate_vae", "mouth_map"))
     assert "start " not in rerun
 
 

@@ -25,9 +25,14 @@ Steps (folders under RUN; commands run in RUN with relative paths, all recorded 
    latents drift 46-66% RMS from fresh-window ones, decoded frames fall to 8-9 dB after frame 9;
    `scripts/vae_long_stream_check.py`). Out: `vae_video/export/vae.safetensors`: the VAE the DiTs train on, the
    bundle ships and every evaluation decodes with.
+3e. `mouth_map` (`training/mouth_map.py`): builds the DiTs' cache of `data/` (`vae_video` latents + audio
+   features, once, into `avatar_data/`) and measures on its training latents which latent cells follow the mouth
+   (per-cell R^2 of SynthTalk's mouth_open, fit on half the training clips, scored on the other half). Out:
+   `mouth_map/mouth_map.safetensors`.
 4. `teacher` (configs/teacher.toml): a bidirectional audio-conditioned Wan DiT (dim 192 x 6 blocks) trained by flow
    matching on the streaming layout (portrait latent clean at t = 0, 6 latent frames), text / audio dropout for
-   CFG. In: the cache of `vae_video` latents + audio features of `data/` (built once into `avatar_data/`). Out:
+   CFG, the loss weighted per cell by the motion and by the mouth map (`loss_map`: half the loss on the ~16 mouth
+   cells of 256; without it the teacher learns no lip sync). In: the cache, the mouth map. Out:
    `teacher/export/teacher.safetensors`.
 5. `student` (configs/student.toml): the causal few-step student, initialised from the teacher, regressed (ODE
    regression, CausVid) onto teacher trajectories under audio CFG at its own 2 timesteps, on the block-causal
@@ -79,17 +84,18 @@ DECODING_VAE = "vae_video/export/vae.safetensors"  # inflated, context-bounded, 
 AUDIO_ENCODER = "audio_encoder/export/audio_encoder.safetensors"
 TEACHER = "teacher/export/teacher.safetensors"
 STUDENT = "student/export/student.safetensors"
+MOUTH_MAP = "mouth_map/mouth_map.safetensors"  # where the mouth is on the latent grid: the teacher's loss map
 STAGE_SETS = {
     "audio_encoder": ["stage.data=data"],
     "vae": ["stage.data=data", "stage.cache_dir=vae_image_frames"],
     "teacher": ["stage.data=data", f"stage.vae={DECODING_VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
-                "stage.cache_dir=avatar_data"],
+                "stage.cache_dir=avatar_data", f"stage.loss_map={MOUTH_MAP}"],
     "student": ["stage.data=data", f"stage.vae={DECODING_VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
                 f"stage.teacher={TEACHER}", "stage.cache_dir=avatar_data"],
     "vae_video": ["stage.data=data", f"stage.init={IMAGE_VAE}", "stage.cache_dir=vae_frames"],
 }
 STAGE_INPUTS = {"audio_encoder": ["data/index.json"], "vae": ["data/index.json"],
-                "teacher": ["data/index.json", DECODING_VAE, AUDIO_ENCODER],
+                "teacher": ["data/index.json", DECODING_VAE, AUDIO_ENCODER, MOUTH_MAP],
                 "student": ["data/index.json", DECODING_VAE, AUDIO_ENCODER, TEACHER],
                 "vae_video": ["data/index.json", IMAGE_VAE]}
 QUICK_SYNC_STEPS = 20
@@ -145,6 +151,34 @@ def _sync_expert(run: RecipeRun, quick: bool) -> Path:
 
     run.step("sync_expert", key, action, folder="sync_expert")
     return out
+
+
+def _mouth_map_step(run: RecipeRun, configs: dict[str, str], threads: int | None) -> Path:
+    """Build the DiTs' cache of `data/` (the teacher's data settings, `avatar_data/`) and measure where the mouth
+    is on its latent grid (`training/mouth_map.py`) -> `mouth_map/mouth_map.safetensors` + `report.json`."""
+    from ..metrics.report import write_json
+    from ..training.config import load_config
+    from ..training.mouth_map import measure_mouth_map, write_mouth_map
+    from ..training.stages.avatar_stage import AvatarSamples
+    from ..training.stages.teacher import TeacherConfig
+
+    sets = [s for s in STAGE_SETS["teacher"] if not s.startswith("stage.loss_map=")]
+    inputs = ["data/index.json", DECODING_VAE, AUDIO_ENCODER]
+    key = sha256_json({"config": sha256_file(run.root / configs["teacher"]), "sets": sets,
+                       "inputs": {path: sha256_file(run.root / path) for path in inputs}})
+
+    def action() -> list[Path]:
+        torch.set_num_threads(_threads(1, threads))
+        absolute = [f"{s.split('=', 1)[0]}={run.root / s.split('=', 1)[1]}" for s in sets]
+        config = load_config(run.root / configs["teacher"], TeacherConfig, absolute).stage
+        cache = AvatarSamples(config, run.root / "teacher", torch.device("cpu")).cache_folder()
+        weights, report = measure_mouth_map(cache, config.latent_frames)
+        run.log(f"mouth_map: max cell R^2 {report['max_r2']:.3f}, {report['cells_over_0.3']} cells over 0.3")
+        return [write_mouth_map(run.root / MOUTH_MAP, weights, report),
+                write_json(run.root / "mouth_map" / "report.json", report)]
+
+    run.step("mouth_map", key, action, folder="mouth_map")
+    return run.root / MOUTH_MAP
 
 
 def _bundle_step(run: RecipeRun, size: int) -> Path:
@@ -310,6 +344,7 @@ def run_default_model(out: str | Path, quick: bool = False, jobs: int = 2, eval_
     train("vae_video", _threads(1, threads))  # fixes the latents (context-bounded encode) the DiTs train on
     expert = _sync_expert(run, quick)
     vae_metrics = _evaluate_vae_step(run, expert, eval_limit, threads)
+    _mouth_map_step(run, configs, threads)
     train("teacher", _threads(1, threads))
     train("student", _threads(1, threads))
     bundle = _bundle_step(run, plan.size)

@@ -26,17 +26,19 @@ def load_cell_map(path: str | Path) -> torch.Tensor:
     if MAP_KEY not in tensors:
         raise ValueError(f"{path}: expected a tensor {MAP_KEY!r} [h, w], found {sorted(tensors)}")
     weights = tensors[MAP_KEY].float()
-    if weights.ndim != 2 or not torch.isfinite(weights).all() or (weights < 0).any() or float(weights.sum()) <= 0:
-        raise ValueError(f"{path}: {MAP_KEY!r} must be a finite, non-negative, non-zero [h, w] map, "
+    if weights.ndim != 2 or not torch.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError(f"{path}: {MAP_KEY!r} must be a finite, non-negative [h, w] map, "
                          f"got shape {tuple(weights.shape)}")
     return weights
 
 
 def map_cell_weights(weights: torch.Tensor, strength: float) -> torch.Tensor:
-    """`[1, 1, 1, h, w]` cell weights with mean 1: `1 + strength * map / mean(map)`, rescaled to mean 1."""
+    """`[1, 1, 1, h, w]` cell weights with mean 1: `1 + strength * map / mean(map)`, rescaled to mean 1; uniform
+    for an all-zero map (no cell marked, e.g. too little data to find the mouth)."""
     if strength < 0:
         raise ValueError(f"loss map weighting strength must be >= 0, got {strength}")
-    cells = 1.0 + strength * weights / weights.mean()
+    mean = weights.mean()
+    cells = 1.0 + strength * (weights / mean if float(mean) > 0 else torch.zeros_like(weights))
     return (cells / cells.mean())[None, None, None]
 
 

@@ -65,7 +65,7 @@ class AvatarSamples:
         config = self.config
         if config.data.endswith(".safetensors"):
             return {"kind": "samples_file", "file": file_fingerprint(config.data)}
-        cache = self._cache_folder()
+        cache = self.cache_folder()
         return {"kind": "cache", "index": file_fingerprint(cache / "index.json"), "latent_frames": config.latent_frames,
                 "split": split_name(split, config.heldout_split)}
 
@@ -73,14 +73,15 @@ class AvatarSamples:
         config = self.config
         if config.data.endswith(".safetensors"):
             return TensorSamples(config.data) if split == "train" else None
-        windows = CachedWindows(self._cache_folder(), split=split_name(split, config.heldout_split))
+        windows = CachedWindows(self.cache_folder(), split=split_name(split, config.heldout_split))
         if len(windows) == 0:
             if split == "train":
                 raise ValueError(f"{config.data} gives no training window (no usable clip of split 'train')")
             return None
         return StreamingWindows(windows, config.latent_frames)
 
-    def _cache_folder(self) -> Path:
+    def cache_folder(self) -> Path:
+        """The cache the samples come from: `data` itself, or the clip folder's cache (built on first use)."""
         config = self.config
         if is_cache(config.data):
             return Path(config.data)
