@@ -6,7 +6,10 @@
   offset 0;
 - identity against the reference portrait `[H, W, 3]` uint8 (dlib descriptors, drift per minute);
 - colour drift against the reference and temporal flicker; with ground-truth frames `[T, H, W, 3]` also PSNR,
-  SSIM, the Laplacian / FFT detail ratios and the flicker ratio. The ground truth is cut to the video's length.
+  SSIM, the Laplacian / FFT detail ratios and the flicker ratio, over the frames both have: the ground truth is cut to
+  the video's length, and a video up to `EXTRA_FRAMES_ALLOWED` frame longer than the clip (a generator streams as
+  many frames as the audio lasts, and a clip's audio track can outlast its last video frame) is compared on the
+  clip's frames.
 Every value is a plain float / int so the result writes to JSON as it is.
 """
 
@@ -22,6 +25,8 @@ from .frechet import frechet_distance
 from .measurements import VideoMeasurements
 from .sync_expert import SyncExpert
 from .sync_metrics import expert_embeddings, expert_sync, landmark_sync
+
+EXTRA_FRAMES_ALLOWED = 1  # frames a video may run past its ground truth (audio rounding), compared without them
 
 
 def _unit(frames: np.ndarray) -> torch.Tensor:
@@ -55,6 +60,8 @@ def evaluate_measured(measured: VideoMeasurements, expert: SyncExpert, reference
     }
     if truth is not None:
         gt = _unit(truth[: measured.num_frames])
+        if 0 <= video.shape[0] - gt.shape[0] <= EXTRA_FRAMES_ALLOWED:
+            video = video[: gt.shape[0]]
         if gt.shape != video.shape:
             raise ValueError(f"ground truth {tuple(gt.shape)} does not match the video {tuple(video.shape)}")
         result.update(psnr=psnr(video, gt), ssim=ssim(video, gt), **detail_ratios(video, gt),
