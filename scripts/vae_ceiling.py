@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/vae_ceiling.py VAE.safetensors DATA_DIR OUT_DIR [--limit N] [--threads 2]
 
-The recipe's `evaluate_vae` step does this for the `vae_video` export (`echotorrent_core/recipes/
+The recipe's `evaluate_vae` step does this for the `vae_mouth` export (the VAE the bundle ships) (`echotorrent_core/recipes/
 vae_reconstruction.py`); this script measures a candidate VAE before it replaces that one. Prints the held-out and
 shuffled-audio means (Sync-C / Sync-D / best offset, landmark C, PSNR, face found) and the ground truth's, and writes
 the whole result to OUT_DIR/vae_metrics.json.

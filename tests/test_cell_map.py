@@ -15,7 +15,11 @@ from echotorrent_core.training.losses.cell_map import combine_cell_weights, load
 from echotorrent_core.training.losses.flow_matching import sample_timesteps
 from echotorrent_core.training.registry import get_stage
 from echotorrent_core.training.stages.avatar_batch import conditioning, keep_mask
-from echotorrent_core.training.stages.teacher_objective import reference_frame_timesteps, teacher_loss
+from echotorrent_core.training.stages.teacher_objective import (
+    reference_frame_timesteps,
+    teacher_eval_losses,
+    teacher_loss,
+)
 
 from stage_fixtures import write_avatar_samples
 
@@ -121,3 +125,25 @@ def test_teacher_evaluation_reports_the_audio_gain_where_the_map_is(tmp_path) ->
     assert set(logs) - set(plain_logs) == {f"map_{name}" for name in names}
     assert logs["map_flow_mse_t500"] != pytest.approx(logs["flow_mse_t500"])
     assert all(v > 0 for v in logs.values())
+
+
+def test_the_evaluation_losses_come_from_one_forward_pass_and_equal_the_training_loss(tmp_path) -> None:
+    stage = _stage(tmp_path)
+    dataset = stage.dataset("train")
+    batch = {k: torch.stack([dataset[i][k] for i in range(2)]) for k in dataset[0]}
+    h, w = batch["latents"].shape[-2:]
+    weights = torch.zeros(h, w)
+    weights[1, 1] = 1.0
+    cells = map_cell_weights(weights, 4.0)
+    t, noise = torch.full((2,), 500.0), torch.randn(batch["latents"].shape, generator=torch.Generator().manual_seed(1))
+    silence = torch.zeros(2, dtype=torch.bool)
+    calls = []
+    hook = stage.model.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        plain, mapped = teacher_eval_losses(stage.model, batch, t, noise, keep_audio=silence, map_weights=cells)
+        assert len(calls) == 1
+        assert teacher_eval_losses(stage.model, batch, t, noise)[1] is None
+        hook.remove()
+        assert torch.allclose(plain, teacher_loss(stage.model, batch, t, noise, keep_audio=silence)[0])
+        assert torch.allclose(mapped, teacher_loss(stage.model, batch, t, noise, keep_audio=silence,
+                                                   map_weights=cells)[0])

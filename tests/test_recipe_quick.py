@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import math
 
+import torch
+
+from echotorrent_core.checkpoints.loaders import load_vae
 from echotorrent_core.cli import main
 from echotorrent_core.data.cache_dataset import CachedWindows
 from echotorrent_core.data.clip_folder import scan_clip_folder
@@ -53,6 +56,20 @@ def check_vae_metrics(run, manifest: dict) -> None:
     assert "VAE ceiling: reconstructions Sync-C" in (run / "recipe.log").read_text()
 
 
+def check_shipped_vae(run, bundle, manifest) -> None:
+    """The bundle's VAE is vae_mouth's: vae_video's encoder and latent statistics bit for bit (the DiTs' latents),
+    a decoder trained on with the mouth map, decoded with one latent of context."""
+    shipped, latent = load_vae(bundle / "vae.safetensors")[0], load_vae(run / "vae_video/export/vae.safetensors")[0]
+    encoder = lambda n: n.startswith(("encoder.", "conv1."))
+    latent_state = latent.state_dict()
+    assert all(torch.equal(v, latent_state[n]) for n, v in shipped.state_dict().items() if encoder(n))
+    assert any(not torch.equal(v, latent_state[n]) for n, v in shipped.state_dict().items() if not encoder(n))
+    assert (shipped.cfg.latents_mean, shipped.cfg.latents_std) == (latent.cfg.latents_mean, latent.cfg.latents_std)
+    assert shipped.cfg.decode_context_latents == 1
+    command = next(stage["command"] for stage in manifest["stages"] if stage["name"] == "vae_mouth")
+    assert "--set=stage.loss_map=mouth_map/mouth_map.safetensors" in command
+
+
 def test_quick_recipe_trains_a_bundle_that_streams_and_resumes(tmp_path, capsys) -> None:
     run = tmp_path / "run"
     assert main(["recipe", "default-model", "--out", str(run), "--quick", "--jobs", "1", "--threads", "1"]) == 0
@@ -72,6 +89,7 @@ def test_quick_recipe_trains_a_bundle_that_streams_and_resumes(tmp_path, capsys)
     assert "--set=stage.loss_map=mouth_map/mouth_map.safetensors" in teacher_command
     latents = CachedWindows(run / "avatar_data" / "avatar_cache", split="train")[0]["latents"]
     assert load_cell_map(run / "mouth_map" / "mouth_map.safetensors").shape == latents.shape[-2:]
+    check_shipped_vae(run, bundle, manifest)
 
     defaults = bundle_defaults(bundle)
     assert (defaults["height"], defaults["steps"], defaults["guidance"]) == (64, 2, "single")

@@ -45,6 +45,10 @@ def test_recipe_stages_read_each_others_outputs(suffix: str) -> None:
     assert video.stage.encode_context_latents and video.stage.decode_context_latents  # the bounded stream layout
     assert video.stage.vae == vae.stage.vae and video.stage.size == vae.stage.size
     streaming_vae = f"{video.trainer.out_dir}/export/vae.safetensors"  # the bounded video VAE, not the image one
+    mouth = load_config(next(p for p in CONFIGS if p.stem == "vae_mouth" + suffix), get_stage("vae").Config)
+    assert mouth.stage.init == streaming_vae and not mouth.stage.train_encoder  # the DiTs' latents stay
+    assert mouth.stage.map_l1 > 0 and mouth.stage.loss_map and mouth.stage.decode_context_latents == 1
+    assert (mouth.stage.size, mouth.stage.frames) == (video.stage.size, video.stage.frames)
     assert teacher.stage.vae == student.stage.vae == streaming_vae
     assert student.stage.teacher == f"{teacher.trainer.out_dir}/export/teacher.safetensors"
     assert teacher.stage.data == student.stage.data == vae.stage.data

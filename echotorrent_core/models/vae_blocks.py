@@ -42,10 +42,15 @@ class CausalConv3d(nn.Conv3d):
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """The convolution itself. float32 on the CPU goes straight to oneDNN: PyTorch's heuristic sends batch-1
         inputs with few channels (e.g. 8 channels x 14 frames x 128 rows) to its im2col fallback, about 10x slower
-        for the small VAEs that stream on a CPU. Same result (up to float rounding) and autograd either way."""
+        for the small VAEs that stream on a CPU. In the channels-last layout oneDNN runs a 12-channel 3x3x3
+        convolution at 128 px in half the time (measured on a 2-core AMD EPYC without AVX512-BF16: 6.0 vs 11.7 ms;
+        the default model's streamed chunk decode 0.37 vs 0.52 s); its output stays channels-last, so the next
+        layers keep the layout. Same result (up to float rounding) and autograd either way."""
         if x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available():
             return torch.ops.aten.mkldnn_convolution(
-                x, weight, bias, list(self.padding), list(self.stride), list(self.dilation), self.groups
+                x.contiguous(memory_format=torch.channels_last_3d),
+                weight.contiguous(memory_format=torch.channels_last_3d),
+                bias, list(self.padding), list(self.stride), list(self.dilation), self.groups,
             )
         return super()._conv_forward(x, weight, bias)
 

@@ -23,12 +23,16 @@ Steps (folders under RUN; commands run in RUN with relative paths, all recorded 
    the mouth, a few hundred of 16384 pixels, is not averaged away; the export records both bounds. Why bounded:
    with the whole causal history neither half of a VAE trained on short windows is stationary (measured: stream
    latents drift 46-66% RMS from fresh-window ones, decoded frames fall to 8-9 dB after frame 9;
-   `scripts/vae_long_stream_check.py`). Out: `vae_video/export/vae.safetensors`: the VAE the DiTs train on, the
-   bundle ships and every evaluation decodes with.
+   `scripts/vae_long_stream_check.py`). Out: `vae_video/export/vae.safetensors`: the encoder (latents and their
+   statistics) the DiTs train on.
 3e. `mouth_map` (`training/mouth_map.py`): builds the DiTs' cache of `data/` (`vae_video` latents + audio
    features, once, into `avatar_data/`) and measures on its training latents which latent cells follow the mouth
    (per-cell R^2 of SynthTalk's mouth_open, fit on half the training clips, scored on the other half). Out:
    `mouth_map/mouth_map.safetensors`.
+3f. `vae_mouth` (configs/vae_mouth.toml, `echotorrent train vae`): `vae_video`'s decoder alone (encoder frozen, so
+   the latents stay bit for bit) trained on with an L1 + Laplacian term weighted by the mouth map spread over its
+   pixels (`map_l1`), decoded with one latent of context (13 decoded frames per 12-frame chunk instead of 17). Out:
+   `vae_mouth/export/vae.safetensors`: the VAE the bundle ships and every evaluation decodes with.
 4. `teacher` (configs/teacher.toml): a bidirectional audio-conditioned Wan DiT (dim 192 x 6 blocks) trained by flow
    matching on the streaming layout (portrait latent clean at t = 0, 6 latent frames), text / audio dropout for
    CFG, the loss weighted per cell by the motion and by the mouth map (`loss_map`: half the loss on the ~16 mouth
@@ -38,12 +42,12 @@ Steps (folders under RUN; commands run in RUN with relative paths, all recorded 
    regression, CausVid) onto teacher trajectories under audio CFG at its own 2 timesteps, on the block-causal
    chunk layout it streams with (chunk 3, window 6, sink 1; noisy and clean context chunks). One DiT pass per step,
    no CFG at inference. Out: `student/export/student.safetensors` + `student_stream.json`.
-3d. `evaluate_vae` (`vae_reconstruction.py`): the held-out clips through the `vae_video` VAE alone (stream encode
+3d. `evaluate_vae` (`vae_reconstruction.py`): the held-out clips through the `vae_mouth` VAE alone (stream encode
    and decode), measured like the models -> `eval/vae_metrics.json`: the ceiling the DiTs cannot pass, logged
    before they train.
 6. `sync_expert` (run before 3d): the shipped sync expert (`metrics/weights/`) when present, else trained here on
    `data/`'s train split (ground truth only, never on generated video).
-7. `bundle`: `bundle/` = student as `dit.safetensors`, the `vae_video` VAE, the audio encoder, `bundle.json`
+7. `bundle`: `bundle/` = student as `dit.safetensors`, the `vae_mouth` VAE, the audio encoder, `bundle.json`
    (128 x 128, the student's stream settings).
 8. `evaluate` (`evaluation.py`): the bundle streams every held-out clip and the drift clips; sync expert and
    landmark sync vs a shuffled-audio control, identity, detail, drift, real-time factor -> `eval/metrics.json`.
@@ -77,10 +81,12 @@ from .runner import RecipeRun, sha256_file, sha256_json
 from .synthtalk_plan import DEFAULT_PLAN, QUICK_PLAN, DataPlan, write_clips
 
 CONFIG_DIR = Path(_training_init).resolve().parent / "configs"
-STAGES = ("audio_encoder", "vae", "vae_video", "teacher", "student")
-STAGE_COMMANDS = {"vae_video": "vae"}  # stages run by another stage's trainer (own config)
+STAGES = ("audio_encoder", "vae", "vae_video", "vae_mouth", "teacher", "student")
+STAGE_COMMANDS = {"vae_video": "vae", "vae_mouth": "vae"}  # stages run by another stage's trainer (own config)
 IMAGE_VAE = "vae/export/vae.safetensors"  # pretrained on single frames
-DECODING_VAE = "vae_video/export/vae.safetensors"  # inflated, context-bounded, trained in the streaming layout
+LATENT_VAE = "vae_video/export/vae.safetensors"  # inflated, context-bounded, trained in the streaming layout: the
+# latents the DiTs train on
+SHIPPED_VAE = "vae_mouth/export/vae.safetensors"  # LATENT_VAE's encoder, its decoder fine-tuned on the mouth
 AUDIO_ENCODER = "audio_encoder/export/audio_encoder.safetensors"
 TEACHER = "teacher/export/teacher.safetensors"
 STUDENT = "student/export/student.safetensors"
@@ -88,16 +94,19 @@ MOUTH_MAP = "mouth_map/mouth_map.safetensors"  # where the mouth is on the laten
 STAGE_SETS = {
     "audio_encoder": ["stage.data=data"],
     "vae": ["stage.data=data", "stage.cache_dir=vae_image_frames"],
-    "teacher": ["stage.data=data", f"stage.vae={DECODING_VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
+    "teacher": ["stage.data=data", f"stage.vae={LATENT_VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
                 "stage.cache_dir=avatar_data", f"stage.loss_map={MOUTH_MAP}"],
-    "student": ["stage.data=data", f"stage.vae={DECODING_VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
+    "student": ["stage.data=data", f"stage.vae={LATENT_VAE}", f"stage.audio_encoder={AUDIO_ENCODER}",
                 f"stage.teacher={TEACHER}", "stage.cache_dir=avatar_data"],
     "vae_video": ["stage.data=data", f"stage.init={IMAGE_VAE}", "stage.cache_dir=vae_frames"],
+    "vae_mouth": ["stage.data=data", f"stage.init={LATENT_VAE}", "stage.cache_dir=vae_frames",
+                  f"stage.loss_map={MOUTH_MAP}"],
 }
 STAGE_INPUTS = {"audio_encoder": ["data/index.json"], "vae": ["data/index.json"],
-                "teacher": ["data/index.json", DECODING_VAE, AUDIO_ENCODER, MOUTH_MAP],
-                "student": ["data/index.json", DECODING_VAE, AUDIO_ENCODER, TEACHER],
-                "vae_video": ["data/index.json", IMAGE_VAE]}
+                "teacher": ["data/index.json", LATENT_VAE, AUDIO_ENCODER, MOUTH_MAP],
+                "student": ["data/index.json", LATENT_VAE, AUDIO_ENCODER, TEACHER],
+                "vae_video": ["data/index.json", IMAGE_VAE],
+                "vae_mouth": ["data/index.json", LATENT_VAE, MOUTH_MAP]}
 QUICK_SYNC_STEPS = 20
 
 
@@ -163,7 +172,7 @@ def _mouth_map_step(run: RecipeRun, configs: dict[str, str], threads: int | None
     from ..training.stages.teacher import TeacherConfig
 
     sets = [s for s in STAGE_SETS["teacher"] if not s.startswith("stage.loss_map=")]
-    inputs = ["data/index.json", DECODING_VAE, AUDIO_ENCODER]
+    inputs = ["data/index.json", LATENT_VAE, AUDIO_ENCODER]
     key = sha256_json({"config": sha256_file(run.root / configs["teacher"]), "sets": sets,
                        "inputs": {path: sha256_file(run.root / path) for path in inputs}})
 
@@ -187,10 +196,10 @@ def _bundle_step(run: RecipeRun, size: int) -> Path:
     from .bundle import write_bundle
 
     stream = json.loads((run.root / "student/export/student_stream.json").read_text())
-    key = sha256_json({"files": [sha256_file(run.root / p) for p in (STUDENT, DECODING_VAE, AUDIO_ENCODER)],
+    key = sha256_json({"files": [sha256_file(run.root / p) for p in (STUDENT, SHIPPED_VAE, AUDIO_ENCODER)],
                       "size": size})
     bundle = run.root / "bundle"
-    run.step("bundle", key, lambda: write_bundle(bundle, run.root / STUDENT, run.root / DECODING_VAE,
+    run.step("bundle", key, lambda: write_bundle(bundle, run.root / STUDENT, run.root / SHIPPED_VAE,
                                                  run.root / AUDIO_ENCODER, stream, size))
     return bundle
 
@@ -238,14 +247,14 @@ def _evaluate_teacher_step(run: RecipeRun, configs: dict[str, str], expert_path:
     sampling = teacher_sampling(run.root / configs["teacher"], run.root / configs["student"],
                                 QUICK_TEACHER_STEPS if quick else TEACHER_STEPS,
                                 {stage: STAGE_SETS[stage] for stage in ("teacher", "student")})
-    files = [TEACHER, DECODING_VAE, AUDIO_ENCODER, "data/index.json", "drift/index.json"]
+    files = [TEACHER, SHIPPED_VAE, AUDIO_ENCODER, "data/index.json", "drift/index.json"]
     key = sha256_json({"files": [sha256_file(run.root / p) for p in files] + [sha256_file(expert_path)],
                        "sampling": sampling.to_dict(), "limit": limit, "drift_limit": TEACHER_DRIFT_CLIPS})
 
     def action() -> list[Path]:
         torch.set_num_threads(_threads(1, threads))
         shutil.rmtree(out, ignore_errors=True)
-        metrics = evaluate_teacher(run.root / TEACHER, run.root / DECODING_VAE, run.root / AUDIO_ENCODER, sampling,
+        metrics = evaluate_teacher(run.root / TEACHER, run.root / SHIPPED_VAE, run.root / AUDIO_ENCODER, sampling,
                                    run.root / "data", run.root / "drift", out, load_sync_expert(expert_path), limit,
                                    TEACHER_DRIFT_CLIPS)
         return [write_json(run.root / "eval" / "teacher_metrics.json", metrics)]
@@ -262,13 +271,13 @@ def _evaluate_vae_step(run: RecipeRun, expert_path: Path, limit: int | None, thr
     from .vae_reconstruction import evaluate_vae_ceiling
 
     out, result = run.root / "eval" / "vae", run.root / "eval" / "vae_metrics.json"
-    files = [run.root / DECODING_VAE, run.root / "data/index.json", expert_path]
+    files = [run.root / SHIPPED_VAE, run.root / "data/index.json", expert_path]
     key = sha256_json({"files": [sha256_file(p) for p in files], "limit": limit})
 
     def action() -> list[Path]:
         torch.set_num_threads(_threads(1, threads))
         shutil.rmtree(out, ignore_errors=True)
-        metrics = evaluate_vae_ceiling(run.root / DECODING_VAE, run.root / "data", out, load_sync_expert(expert_path),
+        metrics = evaluate_vae_ceiling(run.root / SHIPPED_VAE, run.root / "data", out, load_sync_expert(expert_path),
                                        limit)
         heldout, control = metrics["heldout"], metrics["shuffled_audio"]
         value = lambda row, key: row.get(key, float("nan"))
@@ -343,8 +352,9 @@ def run_default_model(out: str | Path, quick: bool = False, jobs: int = 2, eval_
             future.result()
     train("vae_video", _threads(1, threads))  # fixes the latents (context-bounded encode) the DiTs train on
     expert = _sync_expert(run, quick)
-    vae_metrics = _evaluate_vae_step(run, expert, eval_limit, threads)
     _mouth_map_step(run, configs, threads)
+    train("vae_mouth", _threads(1, threads))  # the decoder only: the latents stay vae_video's
+    vae_metrics = _evaluate_vae_step(run, expert, eval_limit, threads)
     train("teacher", _threads(1, threads))
     train("student", _threads(1, threads))
     bundle = _bundle_step(run, plan.size)

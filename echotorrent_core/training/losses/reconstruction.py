@@ -4,6 +4,8 @@ No perceptual network exists offline here, so detail is kept by SSIM (local stru
 Laplacian band of the frames, which an L1 / L2 loss alone lets the decoder blur away. `motion_l1` is an L1 weighted
 by each pixel's motion over the window (`motion_weights.relative_motion`, mean 1): the mouth moves and fills a few
 hundred of a frame's 16384 pixels at 128 px, so a plain L1 lets the decoder average it away over its 4-frame latents.
+`map_l1` weighs L1 and Laplacian errors by a fixed pixel map (`pixel_map`, e.g. the mouth map of the latent grid
+upsampled), so the lips and teeth are drawn sharply where the map says the speech shows.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class ReconstructionWeights:
     kl: float = 1e-6
     ssim_window: int = 7
     motion_l1: float = 0.0
+    map_l1: float = 0.0
 
 
 def _frames(video: torch.Tensor) -> torch.Tensor:
@@ -52,6 +55,27 @@ def motion_weighted_l1(decoded: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return (weights * (decoded - target).abs()).mean()
 
 
+def pixel_map_weights(cell_map: torch.Tensor, size: int) -> torch.Tensor:
+    """A latent-grid map `[h, w]` (values >= 0) -> pixel weights `[size, size]` with mean 1 (each cell's value spread
+    over its pixels, nearest neighbour); uniform for an all-zero map (no cell marked), as `cell_map` does."""
+    if cell_map.ndim != 2 or size % cell_map.shape[0] or size % cell_map.shape[1]:
+        raise ValueError(f"expected an [h, w] map whose sides divide the frame size {size}, got "
+                         f"{tuple(cell_map.shape)}")
+    if float(cell_map.sum()) <= 0:
+        return torch.ones(size, size)
+    pixels = torch.nn.functional.interpolate(cell_map.float()[None, None], size=(size, size), mode="nearest")[0, 0]
+    return pixels / pixels.mean()
+
+
+def map_weighted_l1(decoded: torch.Tensor, target: torch.Tensor, pixel_map: torch.Tensor) -> torch.Tensor:
+    """L1 of the frames plus L1 of their Laplacians, weighted per pixel by `pixel_map` `[H, W]` (mean 1), for two
+    videos `[B, 3, T, H, W]`."""
+    weights = pixel_map.to(decoded)
+    frames_d, frames_t = _frames(decoded), _frames(target)
+    edges = (kornia.filters.laplacian(frames_d, 3) - kornia.filters.laplacian(frames_t, 3)).abs()
+    return (weights * ((frames_d - frames_t).abs() + edges)).mean()
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Mean KL of `N(mu, exp(logvar))` from `N(0, 1)` per latent element."""
     return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).mean()
@@ -63,8 +87,10 @@ def reconstruction_loss(
     mu: torch.Tensor,
     logvar: torch.Tensor,
     weights: ReconstructionWeights = ReconstructionWeights(),
+    pixel_map: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted L1 + SSIM + Laplacian + KL.
+    """Weighted L1 + SSIM + Laplacian + KL (+ motion-weighted L1, + the `pixel_map` `[H, W]` weighted L1 when
+    `weights.map_l1` is set).
 
     decoded / target `[B, 3, T, H, W]` (decoded unclamped, target in [-1, 1]); mu / logvar the posterior
     `[B, z, F, h, w]`. Returns `(loss, logs)` with every term's unweighted value and the PSNR of the clamped frames.
@@ -78,6 +104,11 @@ def reconstruction_loss(
         terms["high_frequency"] = high_frequency_l1(decoded, target)
     if weights.motion_l1:
         terms["motion_l1"] = motion_weighted_l1(decoded, target)
+    if weights.map_l1:
+        if pixel_map is None or tuple(pixel_map.shape) != tuple(decoded.shape[-2:]):
+            raise ValueError(f"map_l1 needs a pixel_map of the frame size {tuple(decoded.shape[-2:])}, got "
+                             f"{None if pixel_map is None else tuple(pixel_map.shape)}")
+        terms["map_l1"] = map_weighted_l1(decoded, target, pixel_map)
     loss = sum(getattr(weights, name) * value for name, value in terms.items())
     with torch.no_grad():
         mse = (decoded.clamp(-1, 1) - target).square().mean()

@@ -22,7 +22,7 @@ from ..stage import Stage
 from .avatar_batch import keep_mask
 from .avatar_stage import AvatarDataConfig, AvatarSamples
 from .dit_models import build_dit, dit_config, match_audio_features
-from .teacher_objective import teacher_loss
+from .teacher_objective import teacher_eval_losses, teacher_loss
 
 EVAL_TIMESTEPS = (250.0, 500.0, 750.0, 950.0)
 
@@ -104,14 +104,12 @@ class TeacherStage(Stage):
         silence = torch.zeros(count, dtype=torch.bool, device=self.device)
         for t_value in EVAL_TIMESTEPS:
             t = torch.full((count,), t_value)
-            loss, _ = teacher_loss(self.model, batch, t, noise)
-            silent, _ = teacher_loss(self.model, batch, t, noise, keep_audio=silence)
+            loss, mapped = teacher_eval_losses(self.model, batch, t, noise, map_weights=self.map_weights)
+            silent, mapped_silent = teacher_eval_losses(self.model, batch, t, noise, keep_audio=silence,
+                                                        map_weights=self.map_weights)
             logs[f"flow_mse_t{int(t_value)}"] = float(loss)
             logs[f"audio_gain_t{int(t_value)}"] = float(silent / loss)
             if self.map_weights is not None:
-                mapped, _ = teacher_loss(self.model, batch, t, noise, map_weights=self.map_weights)
-                mapped_silent, _ = teacher_loss(self.model, batch, t, noise, keep_audio=silence,
-                                                map_weights=self.map_weights)
                 logs[f"map_flow_mse_t{int(t_value)}"] = float(mapped)
                 logs[f"map_audio_gain_t{int(t_value)}"] = float(mapped_silent / mapped)
         return logs

@@ -52,15 +52,42 @@ def teacher_loss(
     strength of the per-cell motion weights (0 = uniform); map_weights `[1, 1, 1, h, w]` fixed cell weights
     (`losses.cell_map`, None = none), multiplied with the motion weights. Returns `(loss, logs)`.
     """
+    velocity = _velocity(model, batch, t_generated, noise, keep_text, keep_audio)
+    loss, logs = _weighted_loss(velocity, batch["latents"], noise, motion_weighting, map_weights)
+    return loss, logs | {"t_mean": float(t_generated.float().mean())}
+
+
+def teacher_eval_losses(
+    model: torch.nn.Module,
+    batch: dict,
+    t_generated: torch.Tensor,
+    noise: torch.Tensor,
+    keep_audio: torch.Tensor | None = None,
+    map_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The unweighted flow loss and, when `map_weights` is given, the map-weighted one, from a single forward pass
+    (arguments as `teacher_loss`); the map-weighted loss is None without a map."""
+    velocity = _velocity(model, batch, t_generated, noise, None, keep_audio)
+    plain, _ = _weighted_loss(velocity, batch["latents"], noise, 0.0, None)
+    mapped = None if map_weights is None else _weighted_loss(velocity, batch["latents"], noise, 0.0, map_weights)[0]
+    return plain, mapped
+
+
+def _velocity(model: torch.nn.Module, batch: dict, t_generated: torch.Tensor, noise: torch.Tensor,
+              keep_text: torch.Tensor | None, keep_audio: torch.Tensor | None) -> torch.Tensor:
+    """The model's velocity `[B, C, 1 + F, h, w]` on the noised batch (reference frame clean)."""
     x0 = batch["latents"]
-    size, frames = x0.shape[0], x0.shape[2]
+    frames = x0.shape[2]
     if frames < 2:
         raise ValueError(f"a teacher sample needs the reference frame and at least one generated frame, got {frames}")
     t = reference_frame_timesteps(t_generated.to(x0.device), frames)
-    x_t = flow.add_noise(x0, noise, t)
     cond = conditioning(model, batch, range(frames), keep_text, keep_audio)
-    velocity = model(x_t, t, cond, attention=Bidirectional())
+    return model(flow.add_noise(x0, noise, t), t, cond, attention=Bidirectional())
+
+
+def _weighted_loss(velocity: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, motion_weighting: float,
+                   map_weights: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+    size, frames = x0.shape[0], x0.shape[2]
     motion = motion_cell_weights(x0, motion_weighting) if motion_weighting else None
     cells = combine_cell_weights(motion, None if map_weights is None else map_weights.expand(size, -1, -1, -1, -1))
-    loss, logs = flow_matching_loss(velocity, x0, noise, generated_frame_weights(size, frames, x0.device), cells)
-    return loss, logs | {"t_mean": float(t_generated.float().mean())}
+    return flow_matching_loss(velocity, x0, noise, generated_frame_weights(size, frames, x0.device), cells)

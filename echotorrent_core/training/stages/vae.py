@@ -30,7 +30,8 @@ from ...checkpoints.loaders import load_vae, save_vae
 from ...config import VAEConfig, get_preset
 from ...models.vae import WanVAE, decode_as_stream
 from ...models.vae_cache import FeatureCache
-from ..losses.reconstruction import ReconstructionWeights, reconstruction_loss
+from ..losses.cell_map import load_cell_map
+from ..losses.reconstruction import ReconstructionWeights, pixel_map_weights, reconstruction_loss
 from ..registry import register_stage
 from ..stage import Stage
 from .frame_windows import prepare_frame_windows
@@ -59,7 +60,8 @@ class VAEStageConfig:
     with frames = 1) and starts as a per-frame video VAE (stages/vae_inflation.py); initial_log_variance: a fresh
     VAE's posterior log-variance starts at this value (the logvar half of `conv1`'s bias; None: the random
     initialisation's, near 0 = std 1, which at kl = 1e-6 training unlearns only slowly while the sampled noise
-    blurs what the decoder learns)."""
+    blurs what the decoder learns); loss_map / map_l1: a latent-grid map file (losses/cell_map.py, e.g. the recipe's
+    mouth map) spread over the pixels and the weight of the L1 + Laplacian error it weighs (whole frames only)."""
 
     data: str
     preset: str = "tiny"
@@ -87,6 +89,8 @@ class VAEStageConfig:
     encode_context_latents: int | None = None
     inflate_init: bool = False
     initial_log_variance: float | None = None
+    loss_map: str | None = None
+    map_l1: float = 0.0
 
     def __post_init__(self) -> None:
         if self.frames < 1 or (self.frames - 1) % 4:
@@ -106,6 +110,9 @@ class VAEStageConfig:
             raise ValueError(f"crop must be a multiple of 8 in (0, size={self.size}], got {self.crop}")
         if not 0.0 <= self.motion_crop <= 1.0 or (self.motion_crop and self.crop is None):
             raise ValueError(f"motion_crop must be in [0, 1] and needs crop, got {self.motion_crop} (crop {self.crop})")
+        if self.map_l1 and (not self.loss_map or self.crop is not None):
+            raise ValueError(f"map_l1 = {self.map_l1} needs loss_map (a map file) and whole frames (crop unset), got "
+                             f"loss_map {self.loss_map!r}, crop {self.crop}")
 
 
 def pixels(video: torch.Tensor) -> torch.Tensor:
@@ -169,7 +176,9 @@ class VAEStage(Stage):
             self.vae.cfg = dataclasses.replace(self.vae.cfg, **bounds)  # what the training encode / decode and
             # the export use
         self.weights = ReconstructionWeights(config.l1, config.ssim, config.high_frequency, config.kl,
-                                             config.ssim_window, config.motion_l1)
+                                             config.ssim_window, config.motion_l1, config.map_l1)
+        self.pixel_map = (pixel_map_weights(load_cell_map(config.loss_map), config.size).to(device)
+                          if config.map_l1 else None)
         self.cache_dir = Path(config.cache_dir or Path(trainer_config.out_dir) / "data")
         self._datasets: dict[str, TensorSamples | None] = {}
 
@@ -203,7 +212,7 @@ class VAEStage(Stage):
                                        self.config.decode_context_latents)
         else:
             decoded = self.vae.decode_steps(z, FeatureCache())
-        return reconstruction_loss(decoded, target, mu, logvar, self.weights)
+        return reconstruction_loss(decoded, target, mu, logvar, self.weights, self.pixel_map)
 
     def generator_loss(self, batch: dict, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         config = self.config
