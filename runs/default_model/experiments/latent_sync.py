@@ -4,7 +4,9 @@ windows (never on generated ones); on held-out windows the DiT generates latent 
 from t = 950 / 750, and 20-step Euler sampling, with and without audio CFG) from the same noise with the window's
 audio, with another window's audio (shuffled control) and with the null audio; the readout of what it generated
 is correlated with the true mouth opening of the window: within each window (mean of per-window Pearson r over its
-6 latents: lip sync, not identity) and pooled.
+6 latents: lip sync, not identity) and pooled. A DIT given as `student:PATH` is a causal student: it streams the 6
+latents as it does at inference (`training.rollout`, two chunks of 3 after the window's portrait latent, its
+`student_stream.json` settings, no CFG), from the same seed with each of the three audios.
 usage: latent_sync.py CACHE DIT [DIT ...]"""
 import sys
 from pathlib import Path
@@ -15,7 +17,9 @@ from echotorrent_core import flow
 from echotorrent_core.checkpoints.loaders import load_dit
 from echotorrent_core.data.cache_dataset import CachedWindows
 from echotorrent_core.models.attention import Bidirectional
+from echotorrent_core.training.rollout import rollout
 from echotorrent_core.training.stages.avatar_batch import conditioning
+from echotorrent_core.training.stages.refiner_pairs import student_stream_settings
 from echotorrent_core.training.stages.teacher_objective import reference_frame_timesteps
 
 torch.set_num_threads(int(__import__("os").environ.get("PROBE_THREADS", "1")))
@@ -79,8 +83,22 @@ def frame_t(t):
     return reference_frame_timesteps(torch.full((COUNT,), float(t)), 1 + LATENTS)
 
 
+def student_scores(path: str) -> None:
+    model = load_dit(path, dtype=torch.float32)[0].eval()
+    settings = student_stream_settings(path, None)
+    print(f"student {path}")
+    for name, a in (("audio", audio), ("shuffled", shuffled), ("null", torch.zeros_like(audio))):
+        result = rollout(model, z[:, :, :1], a, settings, LATENTS // settings.chunk_frames,
+                         generator=torch.Generator().manual_seed(0))
+        streamed = torch.cat([z[:, :, :1], result.latents.to(z)], dim=2)
+        print(f"  {name:9s} streamed: " + scores(readout(streamed)))
+
+
 with torch.no_grad():
     for path in sys.argv[2:]:
+        if path.startswith("student:"):
+            student_scores(path.removeprefix("student:"))
+            continue
         model = load_dit(path, dtype=torch.float32)[0].eval()
         print(path)
         for name, a in (("audio", audio), ("shuffled", shuffled), ("null", torch.zeros_like(audio))):
