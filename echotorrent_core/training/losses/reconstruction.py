@@ -5,7 +5,8 @@ Laplacian band of the frames, which an L1 / L2 loss alone lets the decoder blur 
 by each pixel's motion over the window (`motion_weights.relative_motion`, mean 1): the mouth moves and fills a few
 hundred of a frame's 16384 pixels at 128 px, so a plain L1 lets the decoder average it away over its 4-frame latents.
 `map_l1` weighs L1 and Laplacian errors by a fixed pixel map (`pixel_map`, e.g. the mouth map of the latent grid
-upsampled), so the lips and teeth are drawn sharply where the map says the speech shows.
+upsampled), so the decoder's errors where the speech shows weigh more (measured on the default model, 500
+decoder-only steps: held-out map-weighted L1 -19%, but the face mesh reads the mouth no better; runs/default_model/).
 """
 
 from __future__ import annotations
