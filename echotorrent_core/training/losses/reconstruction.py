@@ -39,9 +39,14 @@ def _frames(video: torch.Tensor) -> torch.Tensor:
     return video.transpose(1, 2).flatten(0, 1)
 
 
+def laplacian_error(decoded: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-pixel `|laplacian(decoded) - laplacian(target)|` `[B * T, 3, H, W]` (3x3) of two videos `[B, 3, T, H, W]`."""
+    return (kornia.filters.laplacian(_frames(decoded), 3) - kornia.filters.laplacian(_frames(target), 3)).abs()
+
+
 def high_frequency_l1(decoded: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L1 between the 3x3 Laplacians of two videos `[B, 3, T, H, W]` (edges, texture)."""
-    return (kornia.filters.laplacian(_frames(decoded), 3) - kornia.filters.laplacian(_frames(target), 3)).abs().mean()
+    return laplacian_error(decoded, target).mean()
 
 
 def ssim_dissimilarity(decoded: torch.Tensor, target: torch.Tensor, window: int) -> torch.Tensor:
@@ -71,10 +76,8 @@ def pixel_map_weights(cell_map: torch.Tensor, size: int) -> torch.Tensor:
 def map_weighted_l1(decoded: torch.Tensor, target: torch.Tensor, pixel_map: torch.Tensor) -> torch.Tensor:
     """L1 of the frames plus L1 of their Laplacians, weighted per pixel by `pixel_map` `[H, W]` (mean 1), for two
     videos `[B, 3, T, H, W]`."""
-    weights = pixel_map.to(decoded)
-    frames_d, frames_t = _frames(decoded), _frames(target)
-    edges = (kornia.filters.laplacian(frames_d, 3) - kornia.filters.laplacian(frames_t, 3)).abs()
-    return (weights * ((frames_d - frames_t).abs() + edges)).mean()
+    errors = (_frames(decoded) - _frames(target)).abs() + laplacian_error(decoded, target)
+    return (pixel_map.to(decoded) * errors).mean()
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
