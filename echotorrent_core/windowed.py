@@ -20,6 +20,7 @@ import torch
 
 from . import flow
 from .guidance import ConditionVariant, GuidanceMode, GuidancePolicy
+from .media.colour_map import apply_colour_map, fit_colour_map
 from .media.frames import video_to_frames
 from .models.attention import Bidirectional
 from .models.audio_windows import first_frame_window, latent_frame_windows
@@ -29,13 +30,17 @@ from .streaming.denoise import NullConditions
 
 @dataclass(frozen=True)
 class WindowSettings:
-    """window_frames / motion_frames in video frames (1 + 4k each); steps of the many-step Euler schedule."""
+    """window_frames / motion_frames in video frames (1 + 4k each); steps of the many-step Euler schedule;
+    colour_match: every decoded window goes through the colour map that takes the first window's decoded portrait
+    (its frame 0) to the portrait (`media.colour_map`, as `StreamSettings.colour_match`), before its last frames are
+    re-encoded as the next window's motion frames."""
 
     window_frames: int = 81
     motion_frames: int = 9
     steps: int = 40
     shift: float = 5.0
     seed: int = 0
+    colour_match: bool = False
 
     def __post_init__(self) -> None:
         for name in ("window_frames", "motion_frames"):
@@ -83,6 +88,7 @@ class WindowedBidirectionalSampler:
         timesteps = flow.many_step_timesteps(self.settings.steps, self.settings.shift).tolist() + [0.0]
         padded = torch.cat([audio_features[:1], audio_features]).to(param.device, param.dtype)
         produced, index, audio_start = 0, 0, 0
+        colour_map = None
         while produced < num_frames:
             started = time.perf_counter()
             known = motion.shape[2]
@@ -110,6 +116,10 @@ class WindowedBidirectionalSampler:
             with torch.no_grad():
                 vae_input = self.vae.denormalise(x.to(next(self.vae.parameters()).dtype))
                 video = decode_as_stream(self.vae, vae_input).clamp(-1.0, 1.0)
+            if self.settings.colour_match:
+                if colour_map is None:
+                    colour_map = fit_colour_map(video[0, :, 0], reference.to(video.device, video.dtype))
+                video = apply_colour_map(video, colour_map)
             skip = 1 + (known - 1) * self.stride
             new = video[0, :, skip:][:, : num_frames - produced]
             frames = video_to_frames(new)

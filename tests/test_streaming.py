@@ -7,6 +7,7 @@ import torch
 
 from echotorrent_core.config import get_preset
 from echotorrent_core.guidance import GuidanceMode, GuidancePolicy
+from echotorrent_core.media.colour_map import IDENTITY_COLOUR_MAP, apply_colour_map, fit_colour_map
 from echotorrent_core.models.dit import WanDiT
 from echotorrent_core.models.vae import WanVAE
 from echotorrent_core.streaming import StreamingSampler, StreamSettings
@@ -212,3 +213,19 @@ def test_region_mask_reaches_the_audio_guidance(models) -> None:
         next(StreamingSampler(dit, vae, StreamSettings(steps=2)).stream(reference, features, region_mask=mouth))
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         next(sampler.stream(reference, features, region_mask=torch.full((32, 32), 2.0)))
+
+
+def test_colour_match_maps_every_frame_by_the_decoded_portraits_colour_map(models) -> None:
+    dit, vae = models
+    reference, features = _inputs(13)
+    plain = _video(StreamingSampler(dit, vae, StreamSettings(steps=1, colour_match=False)), frames=13)
+    matched = _video(StreamingSampler(dit, vae, StreamSettings(steps=1, colour_match=True)), frames=13)
+    with torch.no_grad():
+        pixels = reference[None, :, None].to(next(vae.parameters()).dtype)
+        decoded = vae.decode(vae.encode(pixels)).clamp(-1, 1)
+    colour_map = fit_colour_map(decoded[0, :, 0], pixels[0, :, 0])
+    assert not torch.allclose(colour_map, IDENTITY_COLOUR_MAP, atol=1e-3)  # the random VAE shifts colours
+    expected = apply_colour_map(plain.permute(3, 0, 1, 2) * 2 - 1, colour_map)
+    assert torch.allclose(matched.permute(3, 0, 1, 2) * 2 - 1, expected, atol=1e-5)
+    mapped_portrait = apply_colour_map(decoded[0], colour_map)[:, 0]
+    assert (mapped_portrait - pixels[0, :, 0]).square().mean() < (decoded[0, :, 0] - pixels[0, :, 0]).square().mean()

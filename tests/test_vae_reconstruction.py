@@ -1,5 +1,5 @@
 """The VAE ceiling's reconstruction: the stream encode + decode of a clip equals the VAE's whole-clip encode + decode
-(unbounded), keeps whole latents, and is written as an mp4 with the clip's sound."""
+(unbounded) (with `colour_match`: then mapped by the decoded frame 0's colour map), keeps whole latents, and is written as an mp4 with the clip's sound."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 
 from echotorrent_core.checkpoints.loaders import save_vae
 from echotorrent_core.media import Mp4StreamWriter
+from echotorrent_core.media.colour_map import apply_colour_map, fit_colour_map
 from echotorrent_core.media.video_reader import read_video_frames
 from echotorrent_core.recipes.vae_reconstruction import reconstruct_frames, reconstruction_generator
 
@@ -29,8 +30,16 @@ def test_stream_reconstruction_equals_the_whole_clip_encode_and_decode() -> None
     with torch.no_grad():
         pixels = frames[:13].permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
         whole = vae.decode(vae.encode(pixels))[0].float()
-    expected = ((whole + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 3, 0)
-    assert (video.int() - expected.int()).abs().max() <= 1
+    assert (video.int() - _uint8(whole).int()).abs().max() <= 1
+    matched, _ = reconstruct_frames(vae, frames, chunk=2, colour_match=True)
+    mapped = apply_colour_map(whole, fit_colour_map(whole[:, 0], pixels[0, :, 0]))
+    assert (matched.int() - _uint8(mapped).int()).abs().max() <= 1
+    assert (matched.int() - video.int()).abs().max() > 1  # the random VAE's colours were mapped
+
+
+def _uint8(video: torch.Tensor) -> torch.Tensor:
+    """`[3, T, H, W]` in [-1, 1] -> `[T, H, W, 3]` uint8."""
+    return ((video + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 3, 0)
 
 
 def test_too_short_clips_are_refused() -> None:

@@ -6,6 +6,7 @@ import torch
 
 from echotorrent_core.config import get_preset
 from echotorrent_core.guidance import GuidanceMode, GuidancePolicy
+from echotorrent_core.media.colour_map import IDENTITY_COLOUR_MAP, apply_colour_map, fit_colour_map
 from echotorrent_core.models.dit import WanDiT
 from echotorrent_core.models.vae import WanVAE
 from echotorrent_core.windowed import WindowedBidirectionalSampler, WindowSettings
@@ -43,3 +44,21 @@ def test_later_windows_open_on_the_reencoded_last_frames() -> None:
         expected = vae.encode(last_frames)
     assert expected.shape[2] == 2
     assert torch.allclose(inputs[4][:, :, :2], expected, atol=1e-4)
+
+
+def test_colour_match_maps_the_windows_by_one_affine_colour_map() -> None:
+    torch.manual_seed(0)
+    dit, vae = WanDiT(TINY.dit).eval(), WanVAE(TINY.vae).eval()
+    audio = TINY.dit.audio
+    features = torch.randn(12, audio.encoder_layers, audio.audio_dim)
+    reference = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    first = {}
+    for match in (False, True):
+        settings = WindowSettings(window_frames=13, motion_frames=5, steps=2, colour_match=match)
+        sampler = WindowedBidirectionalSampler(dit, vae, settings, GuidancePolicy(mode=GuidanceMode.AUDIO_CFG))
+        first[match] = next(iter(sampler.stream(reference, features))).frames.permute(3, 0, 1, 2) * 2 - 1
+    plain, matched = first[False], first[True]
+    colour_map = fit_colour_map(plain.flatten(1, 2), matched.flatten(1, 2), ridge=0.0)
+    assert not torch.allclose(colour_map, IDENTITY_COLOUR_MAP, atol=1e-2)
+    inside = (matched.abs() < 0.999).all(dim=0)  # pixels the map's clamp did not touch
+    assert (apply_colour_map(plain, colour_map) - matched).abs().amax(dim=0)[inside].max() < 1e-3

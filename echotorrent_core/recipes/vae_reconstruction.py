@@ -8,7 +8,8 @@ latents lose the mouth and no amount of DiT training recovers it.
 The "generator" reads the ground-truth clip (its soundtrack path is the clip's mp4), encodes its frames with
 `WanVAE.encode_raw` (the VAE config's encode bound, as the latent cache does; the same latents a `StreamingEncoder`
 gives) and decodes them with `StreamingDecoder` (the decode bound, as the streaming sampler does) in chunks of
-`chunk` latents. `evaluate_vae_ceiling` runs it through `evaluation.evaluate_generator`.
+`chunk` latents (`reconstruct_frames(colour_match=True)` maps the colours by the decoded frame 0 as the sampler's
+`colour_match` does, `media.colour_map`; off, as in the sampler, by default). `evaluate_vae_ceiling` runs it through `evaluation.evaluate_generator`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoints.loaders import load_vae
+from ..media.colour_map import apply_colour_map, fit_colour_map
 from ..media.video_reader import read_video_frames
 from ..media.video_writer import Mp4StreamWriter
 from ..metrics.measurements import EVAL_FPS
@@ -28,9 +30,11 @@ from ..pipeline import GenerationResult
 from .evaluation import Generate, evaluate_generator
 
 
-def reconstruct_frames(vae: WanVAE, frames: torch.Tensor, chunk: int) -> tuple[torch.Tensor, list[float]]:
+def reconstruct_frames(vae: WanVAE, frames: torch.Tensor, chunk: int, colour_match: bool = False
+                       ) -> tuple[torch.Tensor, list[float]]:
     """uint8 frames `[T, H, W, 3]` -> reconstructed uint8 frames `[1 + 4k, H, W, 3]` (the first `1 + 4k <= T`
-    frames; k whole latents) and the seconds of each decoded chunk."""
+    frames; k whole latents) and the seconds of each decoded chunk. With `colour_match` every frame goes through the
+    colour map from decoded frame 0 to frame 0 (the portrait), as the streaming sampler's output does."""
     stride = vae.cfg.temporal_stride
     usable = 1 + (frames.shape[0] - 1) // stride * stride
     if usable < 1 + stride:
@@ -46,6 +50,8 @@ def reconstruct_frames(vae: WanVAE, frames: torch.Tensor, chunk: int) -> tuple[t
             pieces.append(decoder.decode_chunk_raw(latents[:, :, begin:end]))
             seconds.append(time.perf_counter() - began)
     decoded = torch.cat(pieces, dim=2)[0].float().clamp(-1.0, 1.0)
+    if colour_match:
+        decoded = apply_colour_map(decoded, fit_colour_map(decoded[:, 0], video[0, :, 0].float()))
     return ((decoded + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 3, 0), seconds
 
 

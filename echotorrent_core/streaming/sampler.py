@@ -1,7 +1,8 @@
 """The streaming chunk loop: reference portrait + audio features -> decoded video frames, chunk after chunk.
 
 Timeline. The portrait is VAE-encoded to one latent frame, written once into the KV cache as the attention sink
-(latent frame 0, t = 0) and decoded once to warm the streaming VAE cache (that frame is not output). Generated
+(latent frame 0, t = 0) and decoded once to warm the streaming VAE cache (that frame is not output; with
+`settings.colour_match` it also gives the colour map every decoded chunk goes through, `media.colour_map`). Generated
 latent frame j >= 1 decodes to output video frames 4(j-1) .. 4(j-1)+3. Audio rows are aligned MultiTalk-style with
 video frame 0 being the portrait: the features are read as if their first row were repeated in front, so output
 frame v reads row v + 1 (each chunk gathers its own windows; the features are not copied). Each chunk of
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..guidance import ConditionVariant, GuidancePolicy
+from ..media.colour_map import apply_colour_map, fit_colour_map
 from ..media.finite import all_finite
 from ..media.frames import video_to_frames
 from ..models.audio_windows import first_frame_rows, latent_frame_rows
@@ -69,6 +71,7 @@ class _StreamState:
     context: CachedContext | RecomputedContext
     decoder: StreamingDecoder
     denoiser: ChunkDenoiser
+    colour_map: torch.Tensor | None  # `[4, 3]` (settings.colour_match) or None
 
 
 class StreamingSampler:
@@ -155,8 +158,12 @@ class StreamingSampler:
                                  region_mask)
         sink_y = None if image_condition is None else image_condition.sink
         context.begin(latent_ref, conditions.for_frames(self._sink_audio(audio_features)), sink_y)
-        decoder.decode_chunk(latent_ref.to(self._vae_dtype))
-        return _StreamState(latent_ref.shape, audio_features, image_condition, conditions, context, decoder, denoiser)
+        decoded_portrait = decoder.decode_chunk(latent_ref.to(self._vae_dtype))
+        colour_map = None
+        if self.settings.colour_match:
+            colour_map = fit_colour_map(decoded_portrait[0, :, 0].clamp(-1, 1), pixels[0, :, 0])
+        return _StreamState(latent_ref.shape, audio_features, image_condition, conditions, context, decoder, denoiser,
+                            colour_map)
 
     @torch.no_grad()
     def _next_chunk(self, state: _StreamState, index: int, num_frames: int) -> ChunkOutput:
@@ -170,6 +177,8 @@ class StreamingSampler:
         x0, passes = state.denoiser.denoise(state.latent_shape, frame_start, conditions, y)
         state.context.commit(x0, conditions[ConditionVariant.FULL], frame_start, y)
         video = state.decoder.decode_chunk(x0.to(self._vae_dtype))
+        if state.colour_map is not None:
+            video = apply_colour_map(video, state.colour_map)
         first = index * n * self.temporal_stride
         keep = min(video.shape[2], num_frames - first)
         frames = video_to_frames(video[0, :, :keep])
