@@ -1,5 +1,6 @@
 """The VAE ceiling's reconstruction: the stream encode + decode of a clip equals the VAE's whole-clip encode + decode
-(unbounded) (with `colour_match`: then mapped by the decoded frame 0's colour map), keeps whole latents, and is written as an mp4 with the clip's sound."""
+(unbounded) (with `colour_match`: then mapped by the decoded frame 0's colour map), keeps whole latents, and is
+written as an mp4 with the clip's sound."""
 
 from __future__ import annotations
 

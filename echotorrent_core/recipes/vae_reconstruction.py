@@ -9,7 +9,8 @@ The "generator" reads the ground-truth clip (its soundtrack path is the clip's m
 `WanVAE.encode_raw` (the VAE config's encode bound, as the latent cache does; the same latents a `StreamingEncoder`
 gives) and decodes them with `StreamingDecoder` (the decode bound, as the streaming sampler does) in chunks of
 `chunk` latents (`reconstruct_frames(colour_match=True)` maps the colours by the decoded frame 0 as the sampler's
-`colour_match` does, `media.colour_map`; off, as in the sampler, by default). `evaluate_vae_ceiling` runs it through `evaluation.evaluate_generator`.
+`colour_match` does, `media.colour_map`; off, as in the sampler, by default). `evaluate_vae_ceiling` runs it
+through `evaluation.evaluate_generator`.
 """
 
 from __future__ import annotations
