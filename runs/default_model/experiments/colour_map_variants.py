@@ -7,11 +7,14 @@ instead) and applied to every frame, written with the video's sound to OUT/<vari
   keep_luma:  the same map, then each pixel's grey level (ITU-R 601, what the sync expert's crops read) put back to
               a global affine function of the unmapped grey level (fitted on frame 0): the map changes chroma only
               and the grey-level contrast the expert reads is the original's up to gain and offset
+  face:       media.colour_map's map fitted on the portrait's face only (inside the convex hull of the face mesh's
+              points on the portrait), applied to the whole frame
 usage: colour_map_variants.py DATA SRC OUT [VARIANT ...]"""
 import json
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -19,6 +22,7 @@ from PIL import Image
 from echotorrent_core.media.colour_map import apply_colour_map, fit_colour_map
 from echotorrent_core.media.video_reader import read_video_frames
 from echotorrent_core.media.video_writer import Mp4StreamWriter
+from echotorrent_core.metrics.face_mesh import track_face
 from echotorrent_core.metrics.sync_expert import SHIPPED_WEIGHTS, load_sync_expert
 from echotorrent_core.recipes.evaluation import _mean, measure_videos
 
@@ -33,6 +37,14 @@ def mapped(variant: str, video: torch.Tensor, portrait: torch.Tensor) -> torch.T
     """video `[3, T, H, W]`, portrait `[3, H, W]`, both in [-1, 1]."""
     if variant == "none":
         return video
+    if variant == "face":
+        pixels = ((portrait + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        hull = cv2.convexHull(track_face(pixels[None]).points[0].numpy().round().astype(np.int32))
+        mask = np.zeros(pixels.shape[:2], np.uint8)
+        cv2.fillConvexPoly(mask, hull, 1)
+        inside = torch.from_numpy(mask.astype(bool))
+        face_map = fit_colour_map(video[:, 0][:, inside][:, None], portrait[:, inside][:, None])
+        return apply_colour_map(video, face_map)
     out = apply_colour_map(video, fit_colour_map(video[:, 0], portrait))
     if variant == "keep_luma":
         y, y_portrait = grey(video[:, 0]).flatten(), grey(portrait).flatten()
@@ -42,7 +54,7 @@ def mapped(variant: str, video: torch.Tensor, portrait: torch.Tensor) -> torch.T
 
 
 data, src, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-variants = sys.argv[4:] or ["none", "whole", "keep_luma"]
+variants = sys.argv[4:] or ["none", "whole", "keep_luma", "face"]
 clips = [c for c in json.load(open(f"{data}/index.json"))["clips"] if c["split"] == "heldout"]
 expert = load_sync_expert(SHIPPED_WEIGHTS)
 for variant in variants:
