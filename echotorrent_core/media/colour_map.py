@@ -28,13 +28,12 @@ def fit_colour_map(decoded: torch.Tensor, target: torch.Tensor, ridge: float = D
     if decoded.shape != target.shape:
         raise ValueError(f"decoded and target images must have the same shape, got {tuple(decoded.shape)} and "
                          f"{tuple(target.shape)}")
-    source = torch.cat([decoded.detach().double().reshape(3, -1), torch.ones(1, decoded[0].numel(),
-                                                                             dtype=torch.float64)])
-    wanted = target.detach().double().reshape(3, -1).to(source.device)
-    pixels = source.shape[1]
-    identity = IDENTITY_COLOUR_MAP.double().to(source.device)
-    gram = source @ source.T / pixels + ridge * torch.eye(4, dtype=torch.float64, device=source.device)
-    moment = source @ wanted.T / pixels + ridge * identity
+    flat = decoded.detach().reshape(3, -1).double()
+    source = torch.cat([flat, flat.new_ones(1, flat.shape[1])])  # [4, pixels]: rgb and the bias's constant 1
+    wanted = target.detach().reshape(3, -1).to(flat)
+    pixels = flat.shape[1]
+    gram = source @ source.T / pixels + ridge * torch.eye(4).to(flat)
+    moment = source @ wanted.T / pixels + ridge * IDENTITY_COLOUR_MAP.to(flat)
     return torch.linalg.solve(gram, moment).float().cpu()
 
 
