@@ -1,4 +1,5 @@
-"""CausalConv3d's direct oneDNN path computes the same convolution (and gradients) as the reference conv3d."""
+"""CausalConv3d's direct oneDNN path, and its single-frame path (one input frame: only the kernel's last temporal tap
+meets data), compute the same convolution (and gradients) as the reference conv3d of the zero-padded input."""
 
 import pytest
 import torch
@@ -7,15 +8,19 @@ import torch.nn.functional as F
 from echotorrent_core.models.vae_blocks import CausalConv3d
 
 
-@pytest.mark.parametrize("channels, kernel, stride, padding", [
-    (8, 3, 1, 1),          # the small-channel case PyTorch sends to its slow fallback
-    (4, (3, 1, 1), (2, 1, 1), 0),  # a temporal downsample
-    (6, (1, 3, 3), (1, 2, 2), (0, 1, 1)),
+@pytest.mark.parametrize("channels, kernel, stride, padding, frames, batch", [
+    (8, 3, 1, 1, 7, 1),          # the small-channel case PyTorch sends to its slow fallback
+    (4, (3, 1, 1), (2, 1, 1), 0, 7, 1),  # a temporal downsample
+    (6, (1, 3, 3), (1, 2, 2), (0, 1, 1), 7, 1),
+    (8, 3, 1, 1, 1, 2),          # single frames (the image path): the 2D path
+    (3, (3, 1, 1), 1, (1, 0, 0), 1, 2),
+    (6, (1, 3, 3), (1, 2, 2), (0, 1, 1), 1, 1),
+    (5, 1, 1, 0, 1, 2),
 ])
-def test_matches_float64_reference_with_gradients(channels, kernel, stride, padding) -> None:
+def test_matches_float64_reference_with_gradients(channels, kernel, stride, padding, frames, batch) -> None:
     torch.manual_seed(0)
     conv = CausalConv3d(channels, 5, kernel, stride=stride, padding=padding)
-    x = torch.randn(1, channels, 7, 12, 10, requires_grad=True)
+    x = torch.randn(batch, channels, frames, 12, 10, requires_grad=True)
     out = conv(x)
     past = conv.past_frames
     reference_input = F.pad(x.double(), (0, 0, 0, 0, past, 0))
@@ -32,6 +37,20 @@ def test_matches_float64_reference_with_gradients(channels, kernel, stride, padd
              conv.padding).backward(grad.double())
     torch.testing.assert_close(x_grad.double(), x64.grad, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(w_grad.double(), w64.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_stream_started_by_one_frame_matches_the_whole_video() -> None:
+    """A cached stream whose first step is one frame (the 2D path), then 4 frames, equals the whole 5 frames."""
+    from echotorrent_core.models.vae_cache import FeatureCache
+
+    torch.manual_seed(0)
+    conv = CausalConv3d(6, 4, 3, padding=1)
+    x = torch.randn(2, 6, 5, 9, 8)
+    cache = FeatureCache()
+    first = conv(x[:, :, :1], cache)
+    cache.begin_step()
+    stepped = torch.cat([first, conv(x[:, :, 1:], cache)], dim=2)
+    torch.testing.assert_close(stepped, conv(x), rtol=1e-5, atol=1e-5)
 
 
 def test_rms_norm_matches_normalize_reference_including_zero_vectors() -> None:

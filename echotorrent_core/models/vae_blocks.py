@@ -57,17 +57,40 @@ class CausalConv3d(nn.Conv3d):
     def convolve(self, x: torch.Tensor, history: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Convolve `x` `[B, C, t, H, W]` after `history` (earlier input frames, at most `past_frames`).
 
-        Only for kernels that span time (`past_frames > 0`); missing past frames are zeros. Returns the output and the new history: the last `past_frames` input
-        frames seen so far.
+        Only for kernels that span time (`past_frames > 0`); missing past frames are zeros. Returns the output and
+        the new history: the last `past_frames` input frames seen so far.
         """
+        if history is None and self._takes_single_frame(x):
+            return self._single_frame(x), x.clone()
         frames = x if history is None else torch.cat([history.to(x), x], dim=2)
         missing = self.past_frames - (0 if history is None else history.shape[2])
         padded = F.pad(frames, (0, 0, 0, 0, missing, 0)) if missing > 0 else frames
         return super().forward(padded), frames[:, :, -self.past_frames :].clone()
 
+    def _takes_single_frame(self, x: torch.Tensor) -> bool:
+        """Whether `x` is one frame whose zero past leaves only the kernel's last temporal tap."""
+        return x.shape[2] == 1 and self.past_frames == self.kernel_size[0] - 1 and self.dilation[0] == 1
+
+    def _single_frame(self, x: torch.Tensor) -> torch.Tensor:
+        """One frame without history `[B, C_in, 1, H, W] -> [B, C_out, 1, H', W']`: the zero past frames meet every
+        temporal tap but the last, so this is a 2D convolution with that tap (the image path: a third of the
+        arithmetic of a 3-tap kernel over the padded frames; the same values and gradients)."""
+        weight = self.weight[:, :, -1]
+        frame = x[:, :, 0]
+        if frame.device.type == "cpu" and frame.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+            out = torch.ops.aten.mkldnn_convolution(
+                frame.contiguous(memory_format=torch.channels_last), weight.contiguous(memory_format=torch.channels_last),
+                self.bias, list(self.padding[1:]), list(self.stride[1:]), list(self.dilation[1:]), self.groups,
+            )
+        else:
+            out = F.conv2d(frame, weight, self.bias, self.stride[1:], self.padding[1:], self.dilation[1:], self.groups)
+        return out.unsqueeze(2)
+
     def forward(self, x: torch.Tensor, cache: FeatureCache | None = None) -> torch.Tensor:
         """`[B, C_in, t, H, W] -> [B, C_out, t', H', W']`; a cache is used only when the kernel spans time."""
         if cache is None or self.past_frames == 0:
+            if self._takes_single_frame(x):
+                return self._single_frame(x)
             return super().forward(F.pad(x, (0, 0, 0, 0, self.past_frames, 0)) if self.past_frames else x)
         out, history = self.convolve(x, cache.load())
         cache.store(history)

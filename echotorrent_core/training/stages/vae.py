@@ -40,6 +40,7 @@ from .network_init import initial_network
 from .sample_files import TensorSamples, file_fingerprint, split_samples
 from .vae_inflation import inflate_image_vae
 
+EVAL_WINDOWS = 8  # held-out windows of each evaluation (8 x 25 frames in the video stages)
 
 @dataclass
 class VAEStageConfig:
@@ -222,11 +223,13 @@ class VAEStage(Stage):
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict[str, float]:
-        """Held-out reconstruction from the posterior means (L1, SSIM, high-frequency, PSNR)."""
+        """Held-out reconstruction from the posterior means (L1, SSIM, high-frequency, PSNR) of
+        `EVAL_WINDOWS` windows spread evenly over the held-out set (so over its clips, not the first clip's)."""
         heldout = self.dataset("heldout")
         if heldout is None:
             return {}
-        video = torch.stack([heldout[i]["video"] for i in range(min(len(heldout), 8))]).to(self.device)
+        chosen = torch.linspace(0, len(heldout) - 1, min(len(heldout), EVAL_WINDOWS)).round().long().unique()
+        video = torch.stack([heldout[int(i)]["video"] for i in chosen]).to(self.device)
         _, logs = self._reconstruct(video, sample=False)
         return logs
 
