@@ -12,10 +12,10 @@ Steps (folders under RUN; commands run in RUN with relative paths, all recorded 
    to classify the ground-truth phone at every video frame from a softmax mix of its layers, over all training
    voices, with gain / noise augmentation. In: `data/` audio + phone_segments. Out:
    `audio_encoder/export/audio_encoder.safetensors`; held-out phone accuracy vs the majority class in its log.
-3. `vae` (configs/vae.toml), in parallel with 2 when `--jobs` >= 2 and both stages' threads fit the CPUs: a small Wan-layout causal VAE (z 16, 8x
-   spatial / 4x temporal) pretrained on single whole 128 px frames (its image path: the portrait's encoding every
-   generated frame is conditioned on) with L1 + SSIM + Laplacian detail + KL, the posterior std started small
-   (`initial_log_variance`). Out: `vae/export/vae.safetensors`.
+3. `vae` (configs/vae.toml), in parallel with 2 when `--jobs` >= 2 and both stages' threads fit the CPUs: a small
+   Wan-layout causal VAE (z 16, 8x spatial / 4x temporal) pretrained on single whole 128 px frames (its image path:
+   the portrait's encoding every generated frame is conditioned on) with L1 + SSIM + Laplacian detail + KL, the
+   posterior std started small (`initial_log_variance`). Out: `vae/export/vae.safetensors`.
 3b. `vae_video` (configs/vae_video.toml, `echotorrent train vae`): that VAE inflated into a video VAE (`inflate_init`:
    it starts as the per-frame image VAE) and trained, encoder and decoder, on whole 128 px 25-frame windows in the
    bounded streaming layout (each latent encoded after at most 2 latents' frames; latent 0 alone, then chunks of 3

@@ -42,6 +42,7 @@ from .vae_inflation import inflate_image_vae
 
 EVAL_WINDOWS = 8  # held-out windows of each evaluation (8 x 25 frames in the video stages)
 
+
 @dataclass
 class VAEStageConfig:
     """data: a clip folder or a prepared `.safetensors` with `video` [N, T, 3, S, S] uint8; preset / vae: the
